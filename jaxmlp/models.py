@@ -1,0 +1,94 @@
+"""Flax modules (an MLP and a small CNN) whose dropout rate is an array argument.
+
+Flax's own ``nn.Dropout`` branches on ``if rate == 0`` in Python, which fails when the rate is a traced
+value that differs per sweep member, so :func:`dropout` is written here on uniform draws: members that
+share a key (same seed) share the draws and differ only in the threshold — common random numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu}
+
+
+def dropout(x: jax.Array, rate: jax.Array, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: zero each unit with probability `rate`, scale survivors by 1/(1-rate).
+
+    `rate` may be a traced scalar in [0, 1); rate 0 is the identity. With ``key=None`` (evaluation) `x`
+    is returned unchanged.
+    """
+    if key is None:
+        return x
+    keep = jax.random.uniform(key, x.shape, x.dtype) >= rate
+    return jnp.where(keep, x / (1.0 - rate).astype(x.dtype), jnp.zeros((), x.dtype))
+
+
+class MLP(nn.Module):
+    """Dense → [BatchNorm] → activation → dropout for each hidden size, then a Dense classifier."""
+
+    hidden: Sequence[int]
+    activation: str = "relu"
+    batch_norm: bool = False
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, rate, key=None, train: bool = False):
+        act = ACTIVATIONS[self.activation]
+        x = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.hidden):
+            x = nn.Dense(width)(x)
+            if self.batch_norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.99)(x)
+            x = dropout(act(x), rate, None if key is None else jax.random.fold_in(key, i))
+        return nn.Dense(self.num_classes)(x)
+
+
+class CNN(nn.Module):
+    """Two 3×3 convolutions (32 and 64 filters) with max-pooling, a dense layer, dropout, a classifier."""
+
+    hidden: Sequence[int] = (128,)
+    activation: str = "relu"
+    batch_norm: bool = False
+    num_classes: int = 10
+    filters: Sequence[int] = (32, 64)
+
+    @nn.compact
+    def __call__(self, x, rate, key=None, train: bool = False):
+        act = ACTIVATIONS[self.activation]
+        for i, f in enumerate(self.filters):
+            x = nn.Conv(f, (3, 3))(x)
+            if self.batch_norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.99)(x)
+            x = nn.max_pool(act(x), (2, 2), strides=(2, 2))
+            x = dropout(x, rate, None if key is None else jax.random.fold_in(key, 100 + i))
+        x = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.hidden):
+            x = dropout(act(nn.Dense(width)(x)), rate, None if key is None else jax.random.fold_in(key, i))
+        return nn.Dense(self.num_classes)(x)
+
+
+def make_model(arch: str, hidden: Sequence[int], activation: str = "relu", batch_norm: bool = False) -> nn.Module:
+    """The module for an architecture name: ``"mlp"`` or ``"cnn"``."""
+    cls = {"mlp": MLP, "cnn": CNN}[arch]
+    return cls(hidden=tuple(hidden), activation=activation, batch_norm=batch_norm)
+
+
+def init(model: nn.Module, key: jax.Array, input_shape: Sequence[int]) -> dict[str, Any]:
+    """Initial variables ``{"params": ..., ["batch_stats": ...]}`` for inputs of `input_shape` (no batch)."""
+    return dict(model.init(key, jnp.zeros((1, *input_shape), jnp.float32), jnp.float32(0.0)))
+
+
+def apply(model: nn.Module, variables: dict[str, Any], x: jax.Array, rate: jax.Array,
+          key: jax.Array | None, train: bool) -> tuple[jax.Array, dict[str, Any]]:
+    """Logits for `x`, and the updated batch statistics (unchanged outside training or without BN)."""
+    stats = variables.get("batch_stats", {})
+    if train and stats:
+        logits, updates = model.apply(variables, x, rate, key, train=True, mutable=["batch_stats"])
+        return logits, updates["batch_stats"]
+    return model.apply(variables, x, rate, key, train=train), stats

@@ -1,0 +1,5 @@
+"""Placeholder plots."""
+
+
+def plot_run(run_dir):
+    return []

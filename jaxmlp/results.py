@@ -1,0 +1,112 @@
+"""A sweep's results: per-member records and per-epoch history, to and from the run directory.
+
+Run directory contract (see DESIGN.md): ``results.json`` (config, members, timing, versions, devices),
+``results.csv`` (one row per member, fields flattened), ``history.jsonl`` (one line per epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from jaxmlp.errors import UsageError
+
+PACKAGES = ("jaxmlp", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+
+
+@dataclass
+class Results:
+    """What a sweep produced. ``members[i]["hparams"]`` holds every setting of member i."""
+
+    config: dict[str, Any]
+    members: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    devices: list[str] = field(default_factory=list)
+
+    def best(self, metric: str = "accuracy", split: str = "test") -> dict[str, Any]:
+        """The member with the highest ``split`` ``metric`` (lowest, for a loss)."""
+        sign = -1 if metric == "loss" else 1
+        return max(self.members, key=lambda m: sign * m[split][metric])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config, "members": self.members, "timing": self.timing,
+                "versions": self.versions, "devices": self.devices}
+
+    def write(self, out: str | os.PathLike) -> Path:
+        """Write results.json, results.csv and history.jsonl into `out` (atomically, file by file)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out / "results.json", json.dumps(self.to_json(), indent=1))
+        _atomic_write(out / "results.csv", _csv(self.members))
+        _atomic_write(out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+        return out
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike) -> "Results":
+        """Read a run directory written by :meth:`write`."""
+        run_dir = Path(run_dir)
+        path = run_dir / "results.json"
+        if not path.is_file():
+            raise UsageError(f"{run_dir} holds no results.json; give a run directory written by jaxmlp")
+        try:
+            d = json.loads(path.read_text())
+            history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
+                       if line.strip()] if (run_dir / "history.jsonl").is_file() else []
+        except (json.JSONDecodeError, OSError) as e:
+            raise UsageError(f"cannot read {path}: {e}; the run directory is damaged") from None
+        return cls(d["config"], d["members"], history, d.get("timing", {}), d.get("versions", {}),
+                   d.get("devices", []))
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, key + "." if k != "hparams" else ""))
+        else:
+            flat[key] = v
+    return flat
+
+
+def _csv(members: list[dict[str, Any]]) -> str:
+    rows = [_flatten(m) for m in members]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def append_history(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one epoch's line to history.jsonl as it happens."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,112 @@
+"""A sweep end to end: prepare, resume or initialise, train with progress and checkpoints, write results.
+
+This is what ``jaxmlp sweep`` / ``jaxmlp train`` and :func:`jaxmlp.sweep` call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+from tqdm.auto import tqdm
+
+from jaxmlp import checkpoint, results, sweep as sweep_lib
+from jaxmlp.config import SweepConfig
+from jaxmlp.errors import UsageError
+
+
+def check_out_dir(out: str | os.PathLike | None) -> Path | None:
+    """Refuse an output path that is a file or cannot be created, before anything is written."""
+    if out is None:
+        return None
+    out = Path(out)
+    for p in [out, *out.parents]:
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(f"output path {p} is a file, not a directory; choose another --out")
+            if not os.access(p, os.W_OK):
+                raise UsageError(f"output directory {p} is not writable; choose another --out")
+            break
+    return out
+
+
+def _postfix(record: dict[str, Any]) -> dict[str, str]:
+    val = [v for v in record["val_accuracy"] if v is not None]
+    if len(record["val_accuracy"]) == 1 and val:
+        return {"loss": f"{record['train_loss'][0]:.4f}", "acc": f"{record['train_accuracy'][0]:.4f}",
+                "val_loss": f"{record['val_loss'][0]:.4f}", "val_acc": f"{val[0]:.4f}"}
+    return {"best_val_acc": f"{max(val):.4f}" if val else "-",
+            "training": f"{sum(record['active'])}/{len(record['active'])}"}
+
+
+def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, progress: bool = True,
+              checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+              checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
+              name: str | None = None) -> results.Results:
+    """Train every member of `config`; write the run directory `out` (if given) and return the results.
+
+    With `checkpoint_dir`, the sweep state is saved every `checkpoint_every` epochs (keeping `keep`) and,
+    when `resume` is set, training continues from the latest complete checkpoint there.
+    """
+    out = check_out_dir(out)
+    config.validate()
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = checkpoint.Checkpointer(checkpoint_dir, config, every=checkpoint_every, keep=keep)
+        ckpt.check(resume)
+    prep = sweep_lib.prepare(config)
+    state = ckpt.restore(prep) if (ckpt and resume) else None
+    state = state or sweep_lib.initial_state(prep)
+    history_path = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        history_path = out / "history.jsonl"
+        history_path.write_text("")
+        for record in state.history:
+            results.append_history(history_path, record)
+
+    bar = tqdm(total=config.epochs, initial=state.epoch, desc=name or "sweep", unit="epoch",
+               disable=not progress, dynamic_ncols=True)
+    train_s, samples = 0.0, 0
+    # Samples one epoch trains, per member (members of a group share the dataset and split).
+    member_samples = [prep.data[g.static["dataset"]].n_train for g in prep.groups for _ in range(g.size)]
+    try:
+        while state.epoch < config.epochs and not sweep_lib.all_stopped(prep, state):
+            compile_before = sum(p.compile_s for p in prep.programs)
+            t0 = time.perf_counter()
+            record = sweep_lib.run_epoch(prep, state)
+            train_s += time.perf_counter() - t0 - (sum(p.compile_s for p in prep.programs) - compile_before)
+            samples += sum(n for n, v in zip(member_samples, record["val_loss"]) if v is not None)
+            if history_path is not None:
+                results.append_history(history_path, record)
+            if ckpt is not None:
+                ckpt.save(state)
+            bar.update(1)
+            bar.set_postfix(_postfix(record))
+    finally:
+        bar.close()
+        if ckpt is not None:
+            ckpt.wait()
+
+    res = results.Results(
+        config=config.to_dict(),
+        members=sweep_lib.member_records(prep, state),
+        history=state.history,
+        timing={"compile_s": round(sum(p.compile_s for p in prep.programs), 3), "train_s": round(train_s, 3),
+                "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},
+        versions=results.versions(),
+        devices=[str(d) for d in sweep_lib.local_devices(config)],
+    )
+    res.config["data_source"] = {k: v.source for k, v in prep.data.items()}
+    if out is not None:
+        res.write(out)
+        if plots:
+            from jaxmlp import plots as plots_lib
+
+            plots_lib.plot_run(out)
+    return res
+

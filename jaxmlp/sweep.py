@@ -1,0 +1,369 @@
+"""The member axis: a group's grid -> stacked state, trained by one compiled, vmapped program.
+
+Layout. A group's members form a grid of S streams (seed × fold) by H hyperparameter combinations. A
+*unit* (a chunk of the group) holds a block of it with shape (s, h): every state leaf has leading axes
+(s, h). The epoch is ``vmap`` over streams of ``vmap`` over hyperparameters of
+:func:`jaxmlp.train.train_epoch`; in the inner vmap the stream (key, indices) is not batched, so the
+minibatch gather, its float conversion and the dropout draws are computed once per stream and the first
+layer becomes one wide matmul for all h members.
+
+Scale. Units bound memory (``chunk_size`` members each, padded to one shape so they share one compiled
+program). Each unit's members are sharded over local devices on a 1-D mesh named ``members``: along
+the stream axis when it divides evenly, otherwise along the (padded) hyperparameter axis. Padding members
+repeat the last real one and are dropped from every result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxmlp import data as data_lib
+from jaxmlp import models, train
+from jaxmlp.config import Group, SweepConfig, ceil_to
+from jaxmlp.errors import UsageError
+
+METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+# ---- data on the device ------------------------------------------------------------------------------
+
+@dataclass
+class DeviceData:
+    """One dataset on the device: the training pool and the test split, with per-fold index sets."""
+
+    pool: dict[str, jax.Array]      # x: uint8 (N, 28, 28, 1), y: int32 (N,)
+    test: dict[str, jax.Array]
+    train_idx: np.ndarray           # (F, n_train) positions into the pool; F = folds or 1
+    val_idx: np.ndarray             # (F, n_val)
+    source: str
+
+    @property
+    def n_train(self) -> int:
+        return self.train_idx.shape[1]
+
+
+def prepare_data(config: SweepConfig, name: str) -> DeviceData:
+    """Load a dataset, take the stratified subset, split validation (or folds), put it on the device."""
+    ds = data_lib.load(name, config.data_dir)
+    keep = data_lib.stratified_subset(ds.train_labels, config.train_fraction, config.data_seed)
+    labels = ds.train_labels[keep]
+    if config.folds:
+        train_idx, val_idx = data_lib.kfold_indices(labels, config.folds, config.data_seed)
+    else:
+        tr, va = data_lib.train_val_split(labels, config.val_fraction, config.data_seed)
+        train_idx, val_idx = tr[None], va[None]
+    replicated = _replicated(config)
+    put = lambda a: jax.device_put(a, replicated)
+    pool = {"x": put(ds.train_images[keep][..., None]), "y": put(labels.astype(np.int32))}
+    test = {"x": put(ds.test_images[..., None]), "y": put(ds.test_labels.astype(np.int32))}
+    return DeviceData(pool, test, train_idx.astype(np.int32), val_idx.astype(np.int32), ds.source)
+
+
+# ---- devices -----------------------------------------------------------------------------------------
+
+def local_devices(config: SweepConfig) -> list[jax.Device]:
+    devices = jax.local_devices()
+    if config.devices is not None:
+        if not 1 <= config.devices <= len(devices):
+            raise UsageError(f"--devices {config.devices} is not available: this process sees "
+                             f"{len(devices)} device(s)")
+        devices = devices[:config.devices]
+    return devices
+
+
+def _mesh(config: SweepConfig) -> Mesh:
+    # Auto axis types: with Explicit ones (the default of jax.make_mesh) vmap(tx.init) over a sharded tree fails.
+    return Mesh(np.array(local_devices(config)), ("members",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _replicated(config: SweepConfig) -> NamedSharding:
+    return NamedSharding(_mesh(config), P())
+
+
+# ---- planning ----------------------------------------------------------------------------------------
+
+@dataclass
+class Unit:
+    """A chunk of a group: stream and hparam positions (padded), the grid shape, and its sharding."""
+
+    group: int
+    streams: list[int]              # positions in group.streams, length s (padded)
+    hparams: list[int]              # positions in group.hparams, length h (padded)
+    real: np.ndarray                # bool (s, h): False for padding
+    index: np.ndarray               # int (s, h): global member index (-1 for padding)
+    shard_axis: int                 # 0: streams sharded over devices, 1: hparams
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.streams), len(self.hparams)
+
+
+def member_bytes(group: Group, n_pool: int) -> int:
+    """A rough upper estimate of the memory one member needs while training (for chunking)."""
+    hidden = list(group.static["hidden"])
+    widths = [28 * 28] + hidden + [10]
+    if group.static["arch"] == "cnn":
+        widths = [28 * 28 * 32, 14 * 14 * 64] + hidden + [10]
+        weights = 3 * 3 * 32 + 3 * 3 * 32 * 64 + 7 * 7 * 64 * hidden[0] + sum(
+            a * b for a, b in zip(hidden, hidden[1:] + [10]))
+    else:
+        weights = sum(a * b for a, b in zip(widths, widths[1:]))
+    state = 6 * weights * 4                          # params, best params, optimizer moments, grads, update
+    batch = max(group.static["batch_size"], 500)     # training batch or evaluation batch
+    activations = 4 * batch * sum(widths[1:]) * 4    # forward and backward, a few copies
+    return state + activations
+
+
+def memory_budget() -> int:
+    """Bytes a sweep may use: half of the first device's memory (or of the host's RAM on CPU)."""
+    dev = jax.local_devices()[0]
+    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) // 2
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def plan(config: SweepConfig, group_id: int, group: Group, n_pool: int) -> list[Unit]:
+    """Split a group into units of at most ``chunk_size`` members, padded for the device count."""
+    S, H = len(group.streams), len(group.hparams)
+    d = len(local_devices(config))
+    fit = max(1, memory_budget() // member_bytes(group, n_pool))
+    chunk = config.chunk_size or fit
+    if chunk > fit:
+        raise UsageError(f"--chunk-size {chunk} needs about {chunk * member_bytes(group, n_pool) / 2**30:.1f} GiB; "
+                         f"about {fit} members fit in memory here: use --chunk-size {fit} or leave it out")
+    if chunk >= S * H:
+        s, h = S, H
+    elif chunk >= H:
+        s, h = chunk // H, H
+    else:
+        s, h = 1, chunk
+    shard_axis = 0 if s % d == 0 else 1
+    h_pad = h if shard_axis == 0 else ceil_to(h, d)
+    units = []
+    for s0 in range(0, S, s):
+        for h0 in range(0, H, h):
+            streams = [min(i, S - 1) for i in range(s0, s0 + s)]
+            hps = [min(i, H - 1) for i in range(h0, h0 + h_pad)]
+            real = np.array([[s0 + a < S and h0 + b < H and b < h for b in range(h_pad)] for a in range(s)])
+            index = np.array([[group.first_index + st * H + hp for hp in hps] for st in streams])
+            units.append(Unit(group_id, streams, hps, real, np.where(real, index, -1), shard_axis))
+    return units
+
+
+# ---- compiled programs -------------------------------------------------------------------------------
+
+def _grid_vmap(fn: Callable, member_args: int, shared_args: int) -> Callable:
+    """vmap over streams of vmap over hparams: the first `member_args` arguments carry both axes, the
+    next (the stream) only the stream axis, the last `shared_args` none."""
+    inner = jax.vmap(fn, in_axes=(0,) * member_args + (None,) + (None,) * shared_args)
+    return jax.vmap(inner, in_axes=(0,) * member_args + (0,) + (None,) * shared_args)
+
+
+@dataclass
+class GroupProgram:
+    """The compiled functions of one group (shared by its units, which all have one shape)."""
+
+    setup: train.Setup
+    init: Callable
+    epoch: Callable
+    test: Callable
+    compiled_epoch: Callable | None = None   # the epoch, compiled ahead of time on first use
+    compile_s: float = 0.0
+
+
+def setup_for(config: SweepConfig, group: Group) -> train.Setup:
+    st = group.static
+    model = models.make_model(st["arch"], st["hidden"], st["activation"], st["batch_norm"])
+    return train.Setup(model, st["optimizer"], st["batch_size"], config.patience)
+
+
+def build_program(config: SweepConfig, group: Group) -> GroupProgram:
+    setup = setup_for(config, group)
+
+    def init(hp, stream):
+        return train.init(setup, hp, stream["key"])
+
+    def test(state, stream, test_data):
+        variables = train.final_variables(setup, state)
+        return train.evaluate(setup, variables, test_data, jnp.arange(test_data["y"].shape[0]))
+
+    def evaluate_test(state, stream, test_data):
+        return _grid_vmap(test, 1, 1)(state, stream, test_data)
+
+    return GroupProgram(
+        setup,
+        init=jax.jit(_grid_vmap(init, 1, 0)),
+        epoch=jax.jit(_grid_vmap(partial(train.train_epoch, setup), 2, 2), donate_argnums=(0,)),
+        test=jax.jit(evaluate_test),
+    )
+
+
+# ---- unit inputs -------------------------------------------------------------------------------------
+
+def unit_inputs(config: SweepConfig, group: Group, unit: Unit, dd: DeviceData) -> tuple[dict, dict]:
+    """The unit's hyperparameter arrays (s, h) and stream arrays (s, ...), placed on the mesh."""
+    hps = group.hparams
+    hp = {k: np.array([[hps[j][k] for j in unit.hparams] for _ in unit.streams], np.float32)
+          for k in train.HPARAMS}
+    pairs = [group.streams[i] for i in unit.streams]
+    folds = [f for _, f in pairs]
+    keys = jax.vmap(train.member_key)(jnp.array([s for s, _ in pairs], jnp.uint32),
+                                      jnp.array(folds, jnp.uint32))
+    stream = {"key": keys, "train_idx": dd.train_idx[folds], "val_idx": dd.val_idx[folds]}
+    mesh = _mesh(config)
+    member = NamedSharding(mesh, P("members") if unit.shard_axis == 0 else P(None, "members"))
+    per_stream = NamedSharding(mesh, P("members") if unit.shard_axis == 0 else P())
+    return jax.device_put(hp, member), jax.device_put(stream, per_stream)
+
+
+def member_sharding(config: SweepConfig, unit: Unit) -> NamedSharding:
+    return NamedSharding(_mesh(config), P("members") if unit.shard_axis == 0 else P(None, "members"))
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """Everything fixed for the life of a sweep: config, groups, device data, units, programs, inputs."""
+
+    config: SweepConfig
+    groups: list[Group]
+    data: dict[str, DeviceData]
+    units: list[Unit]
+    programs: list[GroupProgram]
+    inputs: list[tuple[dict, dict]]
+
+    @property
+    def size(self) -> int:
+        return sum(g.size for g in self.groups)
+
+
+@dataclass
+class SweepState:
+    """What changes while a sweep trains, and what a checkpoint holds: the per-unit stacked member
+    states, the number of epochs completed, and one history record per completed epoch."""
+
+    epoch: int
+    units: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare(config: SweepConfig) -> Prepared:
+    """Validate the config, load data to the device, plan units and build the compiled programs."""
+    config.validate()
+    groups = config.groups()
+    datasets = {name: prepare_data(config, name) for name in config.dataset}
+    units, programs, inputs = [], [], []
+    for gid, group in enumerate(groups):
+        dd = datasets[group.static["dataset"]]
+        if group.static["batch_size"] > dd.n_train:
+            raise UsageError(f"--batch-size {group.static['batch_size']} is larger than the {dd.n_train} "
+                             "training samples; use a smaller batch size or more data")
+        programs.append(build_program(config, group))
+        for unit in plan(config, gid, group, dd.pool["y"].shape[0]):
+            units.append(unit)
+            inputs.append(unit_inputs(config, group, unit, dd))
+    return Prepared(config, groups, datasets, units, programs, inputs)
+
+
+def initial_state(prep: Prepared) -> SweepState:
+    """Fresh member states for every unit, placed on the member mesh."""
+    states = []
+    for unit, (hp, stream) in zip(prep.units, prep.inputs):
+        init = prep.programs[unit.group].init
+        states.append(jax.device_put(init(hp, stream), member_sharding(prep.config, unit)))
+    return SweepState(0, states, [])
+
+
+def _compiled_epoch(prep: Prepared, unit: Unit, args: tuple) -> Callable:
+    prog = prep.programs[unit.group]
+    if prog.compiled_epoch is None:
+        t0 = time.perf_counter()
+        prog.compiled_epoch = prog.epoch.lower(*args).compile()
+        prog.compile_s += time.perf_counter() - t0
+    return prog.compiled_epoch
+
+
+def run_epoch(prep: Prepared, state: SweepState) -> dict[str, Any]:
+    """Train every unit one epoch (in place in `state`); return this epoch's history record.
+
+    The record has one entry per member (by global index) for each metric, ``None`` for members that
+    had already stopped, and the list of members still active afterwards.
+    """
+    n = prep.size
+    record: dict[str, Any] = {"epoch": state.epoch + 1, **{m: [None] * n for m in METRICS},
+                              "active": [False] * n}
+    for u, unit in enumerate(prep.units):
+        st = state.units[u]
+        was_active = np.asarray(st["active"])
+        if not (was_active & unit.real).any():
+            continue
+        hp, stream = prep.inputs[u]
+        dd = prep.data[prep.groups[unit.group].static["dataset"]]
+        args = (st, hp, stream, dd.pool, jnp.int32(state.epoch))
+        st, metrics = _compiled_epoch(prep, unit, args)(*args)
+        state.units[u] = st
+        metrics = jax.device_get(metrics)
+        now_active = np.asarray(st["active"])
+        for a, b in zip(*np.nonzero(unit.real)):
+            i = int(unit.index[a, b])
+            record["active"][i] = bool(now_active[a, b])
+            if was_active[a, b]:
+                for m in METRICS:
+                    record[m][i] = float(metrics[m][a, b])
+    state.epoch += 1
+    state.history.append(record)
+    return record
+
+
+def all_stopped(prep: Prepared, state: SweepState) -> bool:
+    return not any((np.asarray(st["active"]) & u.real).any() for u, st in zip(prep.units, state.units))
+
+
+def test_metrics(prep: Prepared, state: SweepState) -> dict[int, dict[str, float]]:
+    """Test loss and accuracy of every member's final (best, with early stopping) parameters."""
+    out = {}
+    for u, unit in enumerate(prep.units):
+        hp, stream = prep.inputs[u]
+        dd = prep.data[prep.groups[unit.group].static["dataset"]]
+        metrics = jax.device_get(prep.programs[unit.group].test(state.units[u], stream, dd.test))
+        for a, b in zip(*np.nonzero(unit.real)):
+            out[int(unit.index[a, b])] = {k: float(v[a, b]) for k, v in metrics.items()}
+    return out
+
+
+def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
+    """One record per member: settings, best epoch, epochs run, early stop, val and test numbers."""
+    tests = test_metrics(prep, state)
+    fields = {}
+    for u, unit in enumerate(prep.units):
+        host = jax.device_get({k: state.units[u][k] for k in ("best_epoch", "epochs_run", "active")})
+        for a, b in zip(*np.nonzero(unit.real)):
+            fields[int(unit.index[a, b])] = {k: v[a, b] for k, v in host.items()}
+    records = []
+    for group in prep.groups:
+        for offset, hparams in enumerate(group.member_hparams()):
+            i = group.first_index + offset
+            f = fields[i]
+            epochs_run, best = int(f["epochs_run"]), int(f["best_epoch"])
+            used = best if prep.config.patience > 0 else epochs_run
+            line = state.history[used - 1] if used >= 1 else None
+            records.append({
+                "index": i, "hparams": hparams, "best_epoch": best, "epochs_run": epochs_run,
+                "stopped_early": bool(epochs_run < prep.config.epochs and not f["active"]),
+                "val": {"loss": line["val_loss"][i] if line else None,
+                        "accuracy": line["val_accuracy"][i] if line else None},
+                "test": tests[i],
+            })
+    return records
