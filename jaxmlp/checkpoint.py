@@ -5,7 +5,7 @@ class Checkpointer:
     def __init__(self, directory, config, every=1, keep=2):
         pass
 
-    def check(self, resume):
+    def check(self, resume, new_run=False):
         pass
 
     def restore(self, prep):

@@ -30,6 +30,7 @@ class Results:
     timing: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     devices: list[str] = field(default_factory=list)
+    variables: list[Any] | None = None   # per-member final variables (numpy), only when asked for; not written
 
     def best(self, metric: str = "accuracy", split: str = "test") -> dict[str, Any]:
         """The member with the highest ``split`` ``metric`` (lowest, for a loss)."""

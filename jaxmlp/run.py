@@ -14,7 +14,8 @@ from typing import Any
 import jax
 from tqdm.auto import tqdm
 
-from jaxmlp import checkpoint, results, sweep as sweep_lib
+from jaxmlp import checkpoint, results
+from jaxmlp import members as members_lib
 from jaxmlp.config import SweepConfig
 from jaxmlp.errors import UsageError
 
@@ -45,22 +46,23 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
 
 def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, progress: bool = True,
               checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-              checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
-              name: str | None = None) -> results.Results:
+              new_run: bool = False, checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
+              name: str | None = None, keep_variables: bool = False) -> results.Results:
     """Train every member of `config`; write the run directory `out` (if given) and return the results.
 
     With `checkpoint_dir`, the sweep state is saved every `checkpoint_every` epochs (keeping `keep`) and,
-    when `resume` is set, training continues from the latest complete checkpoint there.
+    when `resume` is set, training continues from the latest complete checkpoint there. With
+    `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees.
     """
     out = check_out_dir(out)
     config.validate()
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = checkpoint.Checkpointer(checkpoint_dir, config, every=checkpoint_every, keep=keep)
-        ckpt.check(resume)
-    prep = sweep_lib.prepare(config)
+        ckpt.check(resume, new_run)
+    prep = members_lib.prepare(config)
     state = ckpt.restore(prep) if (ckpt and resume) else None
-    state = state or sweep_lib.initial_state(prep)
+    state = state or members_lib.initial_state(prep)
     history_path = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -75,10 +77,10 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     # Samples one epoch trains, per member (members of a group share the dataset and split).
     member_samples = [prep.data[g.static["dataset"]].n_train for g in prep.groups for _ in range(g.size)]
     try:
-        while state.epoch < config.epochs and not sweep_lib.all_stopped(prep, state):
+        while state.epoch < config.epochs and not members_lib.all_stopped(prep, state):
             compile_before = sum(p.compile_s for p in prep.programs)
             t0 = time.perf_counter()
-            record = sweep_lib.run_epoch(prep, state)
+            record = members_lib.run_epoch(prep, state)
             train_s += time.perf_counter() - t0 - (sum(p.compile_s for p in prep.programs) - compile_before)
             samples += sum(n for n, v in zip(member_samples, record["val_loss"]) if v is not None)
             if history_path is not None:
@@ -94,14 +96,16 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
 
     res = results.Results(
         config=config.to_dict(),
-        members=sweep_lib.member_records(prep, state),
+        members=members_lib.member_records(prep, state),
         history=state.history,
         timing={"compile_s": round(sum(p.compile_s for p in prep.programs), 3), "train_s": round(train_s, 3),
                 "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},
         versions=results.versions(),
-        devices=[str(d) for d in sweep_lib.local_devices(config)],
+        devices=[str(d) for d in members_lib.local_devices(config)],
     )
     res.config["data_source"] = {k: v.source for k, v in prep.data.items()}
+    if keep_variables:
+        res.variables = members_lib.member_variables(prep, state)
     if out is not None:
         res.write(out)
         if plots:

@@ -367,3 +367,14 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
                 "test": tests[i],
             })
     return records
+
+
+def member_variables(prep: Prepared, state: SweepState) -> list[Any]:
+    """Every member's final variables (the best epoch's with early stopping) as numpy trees, by index."""
+    out: dict[int, Any] = {}
+    for u, unit in enumerate(prep.units):
+        setup = prep.programs[unit.group].setup
+        host = jax.device_get(train.final_variables(setup, state.units[u]))
+        for a, b in zip(*np.nonzero(unit.real)):
+            out[int(unit.index[a, b])] = jax.tree.map(lambda v: v[a, b], host)
+    return [out[i] for i in range(prep.size)]

@@ -1,0 +1,173 @@
+"""The ``jaxmlp`` command: ``train``, ``sweep``, ``plot``, ``evaluate``.
+
+Bad input ends with one line on stderr and exit code 2, before anything is written. jax is imported only
+after the arguments are parsed, so that host-device settings (XLA_FLAGS) can still take effect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from jaxmlp.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage + message; we want one line
+        raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
+    many = " (a list a,b,c, a range start:stop:num, or start:stop:num:log)" if sweep else ""
+    group = " (comma-separated values make groups)" if sweep else ""
+    p.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist or mnist" + group)
+    p.add_argument("--data-dir", help="folder with the four IDX files (default: $JAXMLP_DATA_DIR, then the "
+                                      "system copy, then tensorflow-datasets)")
+    p.add_argument("--arch", default="mlp", help="mlp or cnn" + group)
+    p.add_argument("--hidden", default="256,128",
+                   help="hidden layer widths, e.g. 256,128" + (" ('/' separates groups: 8,16/256,128)" if sweep else ""))
+    p.add_argument("--activation", default="relu", help="relu, sigmoid, tanh or gelu" + group)
+    p.add_argument("--batch-norm", nargs="?", const="on", default="off",
+                   help="batch normalisation after each hidden layer" + (" (on, off or on,off)" if sweep else ""))
+    p.add_argument("--optimizer", default="adam", help="sgd, momentum, adam, nadam, rmsprop or adamw" + group)
+    p.add_argument("--batch-size", default="128", help="minibatch size" + group)
+    p.add_argument("--dropout", default="0", help="dropout rate after each hidden layer, in [0, 1)" + many)
+    p.add_argument("--l1", default="0", help="L1 penalty strength λ on weight matrices" + many)
+    p.add_argument("--l2", default="0", help="L2 penalty strength λ on weight matrices" + many)
+    p.add_argument("--lr", default="1e-3", help="learning rate" + many)
+    p.add_argument("--seed", default="0", help="random seed: initialisation, minibatch order, dropout" + many)
+    if sweep:
+        p.add_argument("--folds", type=int, default=0, help="K-fold cross-validation as one more axis")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--patience", type=int, default=0, help="early stopping on validation loss (0: off)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation share (default 0.1)")
+    p.add_argument("--train-fraction", type=float, default=1.0, help="stratified subset of the training set")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the subset, validation split and folds")
+    p.add_argument("--chunk-size", type=int, help="members per compiled chunk (default: from a memory estimate)")
+    p.add_argument("--devices", type=int, help="local devices to shard members over (default: all)")
+    p.add_argument("--out", help="run directory (default: runs/<command>)")
+    p.add_argument("--checkpoint-dir", help="checkpoint folder (default: checkpoints/<run name>)")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="save every N epochs (default 1)")
+    p.add_argument("--keep", type=int, default=2, help="checkpoints to keep (default 2)")
+    p.add_argument("--no-checkpoint", action="store_true", help="do not save checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--new-run", action="store_true", help="discard existing checkpoints of this run name")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxmlp", description="Train sweeps of small image classifiers as one vmapped JAX job.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run_flags(sub.add_parser("train", help="train one model (a sweep of one member)"), sweep=False)
+    _add_run_flags(sub.add_parser("sweep", help="train every member of a hyperparameter grid at once"), sweep=True)
+    p = sub.add_parser("plot", help="redraw a run's figures from its results files")
+    p.add_argument("run_dir")
+    p = sub.add_parser("evaluate", help="test accuracy of one trained member, from its checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--member", type=int, default=0)
+    p.add_argument("--checkpoint-dir")
+    return parser
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--{flag} {text!r} is not an integer") from None
+
+
+def config_from_args(args: argparse.Namespace):
+    """Turn parsed flags into a validated :class:`~jaxmlp.config.SweepConfig`."""
+    from jaxmlp.config import SweepConfig, parse_hidden, parse_values
+
+    sweep = args.command == "sweep"
+    swept = {}
+    for name, kind in (("dropout", float), ("l1", float), ("l2", float), ("lr", float), ("seed", int)):
+        values = parse_values(getattr(args, name), name, kind)
+        if not sweep and len(values) != 1:
+            raise UsageError(f"--{name} {getattr(args, name)!r} gives {len(values)} values; "
+                             "'jaxmlp train' takes one: use 'jaxmlp sweep' for several")
+        swept[name] = values
+
+    def listed(text: str, flag: str) -> list[str]:
+        values = [v.strip() for v in text.split(",")]
+        if not sweep and len(values) != 1:
+            raise UsageError(f"--{flag} {text!r} gives several values; 'jaxmlp train' takes one: "
+                             "use 'jaxmlp sweep'")
+        return values
+
+    hidden = [parse_hidden(h) for h in (args.hidden.split("/") if sweep else [args.hidden])]
+    norms = []
+    for v in listed(args.batch_norm, "batch-norm"):
+        if v not in ("on", "off"):
+            raise UsageError(f"--batch-norm takes on or off, got {v!r}")
+        norms.append(v == "on")
+    config = SweepConfig(
+        dataset=listed(args.dataset, "dataset"), arch=listed(args.arch, "arch"), hidden=hidden,
+        activation=listed(args.activation, "activation"), batch_norm=norms,
+        optimizer=listed(args.optimizer, "optimizer"),
+        batch_size=[_int(b, "batch-size") for b in listed(args.batch_size, "batch-size")],
+        folds=getattr(args, "folds", 0), epochs=args.epochs, patience=args.patience,
+        val_fraction=args.val_fraction, train_fraction=args.train_fraction, data_seed=args.data_seed,
+        data_dir=args.data_dir, chunk_size=args.chunk_size, devices=args.devices, **swept)
+    return config.validate()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from jaxmlp.run import check_out_dir
+
+    config = config_from_args(args)
+    out = Path(args.out or f"runs/{args.command}")
+    check_out_dir(out)
+    if args.checkpoint_every < 1 or args.keep < 1:
+        raise UsageError("--checkpoint-every and --keep must be at least 1")
+    ckpt_dir = None if args.no_checkpoint else Path(args.checkpoint_dir or Path("checkpoints") / out.name)
+    from jaxmlp.run import run_sweep
+
+    res = run_sweep(config, out, progress=not args.quiet, checkpoint_dir=ckpt_dir, resume=args.resume,
+                    new_run=args.new_run, checkpoint_every=args.checkpoint_every, keep=args.keep,
+                    plots=not args.no_plots, name=out.name)
+    best = res.best()
+    print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best test accuracy "
+          f"{best['test']['accuracy']:.4f} (member {best['index']}); results in {out}/")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from jaxmlp import plots
+
+    paths = plots.plot_run(args.run_dir)
+    print(f"wrote {len(paths)} figure(s) to {Path(args.run_dir) / 'plots'}/")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from jaxmlp import checkpoint
+
+    metrics = checkpoint.evaluate_member(args.run_dir, args.member, args.checkpoint_dir)
+    print(f"member {args.member}: test loss {metrics['loss']:.4f}, test accuracy {metrics['accuracy']:.4f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxmlp`` console command."""
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"train": _run, "sweep": _run, "plot": _plot, "evaluate": _evaluate}[args.command]
+        return handler(args)
+    except UsageError as e:
+        print(f"jaxmlp: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("jaxmlp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
