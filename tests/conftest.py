@@ -21,7 +21,7 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng.shuffle(labels)
     images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
     for i, c in enumerate(labels):
-        r, col = 2 + 8 * (c // 3), 2 + 8 * (c % 3)
+        r, col = 2 + 6 * (c // 3), 2 + 8 * (c % 3)
         images[i, r:r + 6, col:col + 6] = rng.integers(180, 255, size=(6, 6))
     return images, labels.astype(np.uint8)
 
