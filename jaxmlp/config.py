@@ -49,6 +49,7 @@ class SweepConfig:
     data_dir: str | None = None
     chunk_size: int | None = None  # members per compiled chunk; None: chosen from a memory estimate
     devices: int | None = None     # local devices to shard members over; None: all
+    member_block: int | None = None  # members vmapped together per stream; None: chosen per device
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -103,6 +104,8 @@ class SweepConfig:
             raise UsageError(f"--val-fraction must lie in (0, 1), got {self.val_fraction}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise UsageError(f"--train-fraction must lie in (0, 1], got {self.train_fraction}")
+        if self.member_block is not None and self.member_block < 1:
+            raise UsageError(f"--member-block must be at least 1, got {self.member_block}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise UsageError(f"--chunk-size must be at least 1, got {self.chunk_size}")
         return self

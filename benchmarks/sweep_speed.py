@@ -1,0 +1,210 @@
+"""Sweep speed: the vmapped sweep against a loop over members, against the machine's matmul peak.
+
+Measured in one process and one run (shared machines are noisy: compare only figures from one run):
+- for 22 members, batch 128, Adam, models "tiny" (784-8-16-10) and "mlp" (784-256-128-10): seconds per
+  epoch of the vmapped sweep after compilation, member-samples/s, achieved FLOP/s (6 × weights ×
+  samples), compile time; the same 22 members trained one after another with the same code (a Python
+  loop over the single-member jitted epoch);
+- the float32 matmul peak (a large jitted matmul);
+- a scaling curve: time per epoch for 1, 2, 4, … members of the tiny model (also drawn as a PNG);
+- optionally (--big) a 1,024-member chunked tiny sweep, with its peak memory;
+- optionally (--checkpoint) the time the tiny sweep takes with a checkpoint every epoch.
+Writes benchmarks/results/<machine>.json (and scaling_<machine>.png).
+
+    python benchmarks/sweep_speed.py [--epochs 3] [--big] [--checkpoint] [--machine NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per measurement (median taken)")
+    p.add_argument("--members", type=int, default=22)
+    p.add_argument("--scaling-max", type=int, default=256)
+    p.add_argument("--big", action="store_true", help="also run a 1,024-member chunked tiny sweep")
+    p.add_argument("--checkpoint", action="store_true", help="also time checkpointing every epoch")
+    p.add_argument("--devices", type=int, help="host devices (CPU) to shard over (default: one per core)")
+    p.add_argument("--machine", help="name for the results file (default: from the device)")
+    p.add_argument("--skip-loop", action="store_true")
+    return p.parse_args()
+
+
+ARGS = _args()
+if ARGS.devices and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={ARGS.devices}").strip()
+
+import jax  # noqa: E402  (after XLA_FLAGS)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxmlp import members  # noqa: E402
+from jaxmlp.config import SweepConfig  # noqa: E402
+
+MODELS = {"tiny": (8, 16), "mlp": (256, 128)}
+
+
+def weights(hidden) -> int:
+    widths = [784, *hidden, 10]
+    return sum(a * b + b for a, b in zip(widths, widths[1:]))
+
+
+def data_dir() -> str | None:
+    """Real Fashion-MNIST where installed; else synthetic data of the same shape in a temp folder."""
+    try:
+        from jaxmlp import data
+
+        data.load("fashion_mnist")
+        return None
+    except Exception:  # noqa: BLE001 - any failure means: fall back to synthetic data
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from conftest import write_dataset
+
+        folder = Path(tempfile.mkdtemp()) / "synthetic"
+        write_dataset(folder, 60000, 10000)
+        print(f"(real Fashion-MNIST not found: synthetic data of the same shape in {folder})")
+        return str(folder)
+
+
+def matmul_peak(n: int = 2048, reps: int = 10) -> float:
+    """float32 FLOP/s of a large jitted matmul on the first device."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(lambda a, b: a @ b)
+    f(a, b).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(a, b).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / min(times)
+
+
+def time_sweep(config: SweepConfig, epochs: int) -> dict:
+    """Prepare, compile, and time `epochs` epochs of a sweep; seconds per epoch is the median."""
+    prep = members.prepare(config)
+    state = members.initial_state(prep)
+    members.run_epoch(prep, state)            # compiles (timed inside), then one warm-up epoch
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        members.run_epoch(prep, state)
+        times.append(time.perf_counter() - t)
+    n_train = next(iter(prep.data.values())).n_train
+    return {"epoch_s": statistics.median(times), "compile_s": sum(p.compile_s for p in prep.programs),
+            "n_train": n_train, "units": len(prep.units)}
+
+
+def base_config(hidden, dd, **kw) -> SweepConfig:
+    return SweepConfig(hidden=[hidden], batch_size=[128], optimizer=["adam"], data_dir=dd,
+                       epochs=10_000, **kw)
+
+
+def main() -> None:
+    dd = data_dir()
+    devices = jax.local_devices()
+    machine = ARGS.machine or f"{devices[0].platform}-{platform.machine()}-{os.cpu_count()}cores"
+    peak = matmul_peak()
+    print(f"devices: {len(devices)} x {devices[0].device_kind}; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+    rates = list(np.round(np.linspace(0.01, 0.99, ARGS.members), 4))
+    out = {"machine": machine, "devices": [str(d) for d in devices], "matmul_peak_flops": peak,
+           "jax": jax.__version__, "members": ARGS.members, "models": {}}
+    rows = []
+    for name, hidden in MODELS.items():
+        sweep = time_sweep(base_config(hidden, dd, dropout=rates), ARGS.epochs)
+        samples = sweep["n_train"] * ARGS.members
+        flops = 6 * weights(hidden) * samples
+        rec = {"sweep_epoch_s": sweep["epoch_s"], "compile_s": sweep["compile_s"],
+               "member_samples_per_s": samples / sweep["epoch_s"], "flops_per_s": flops / sweep["epoch_s"],
+               "fraction_of_peak": flops / sweep["epoch_s"] / peak}
+        if not ARGS.skip_loop:
+            # The loop: one member's compiled epoch (1 device: no padding), called once per member.
+            single = time_sweep(base_config(hidden, dd, dropout=[rates[0]], devices=1), ARGS.epochs)
+            rec["loop_epoch_s"] = single["epoch_s"] * ARGS.members
+            rec["sweep_over_loop"] = rec["loop_epoch_s"] / sweep["epoch_s"]
+        out["models"][name] = rec
+        rows.append((name, rec))
+    print(f"\n{'model':6} {'sweep s/epoch':>13} {'loop s/epoch':>12} {'speed-up':>8} {'M samples/s':>11} "
+          f"{'GFLOP/s':>8} {'of peak':>7} {'compile s':>9}")
+    for name, r in rows:
+        print(f"{name:6} {r['sweep_epoch_s']:13.3f} {r.get('loop_epoch_s', float('nan')):12.3f} "
+              f"{r.get('sweep_over_loop', float('nan')):7.1f}x {r['member_samples_per_s'] / 1e6:11.2f} "
+              f"{r['flops_per_s'] / 1e9:8.1f} {r['fraction_of_peak']:7.2f} {r['compile_s']:9.2f}")
+
+    curve = []
+    m = 1
+    while m <= ARGS.scaling_max:
+        r = time_sweep(base_config(MODELS["tiny"], dd, dropout=list(np.linspace(0.0, 0.5, m))), 1)
+        curve.append({"members": m, "epoch_s": r["epoch_s"]})
+        print(f"scaling: {m:4d} tiny members  {r['epoch_s']:.3f} s/epoch  "
+              f"{m * r['n_train'] / r['epoch_s'] / 1e6:.2f} M member-samples/s")
+        m *= 2
+    out["scaling_tiny"] = curve
+
+    if ARGS.big:
+        cfg = base_config(MODELS["tiny"], dd, dropout=list(np.round(np.linspace(0.0, 0.9, 32), 4)),
+                          seed=list(range(32)), chunk_size=256)
+        t = time.perf_counter()
+        r = time_sweep(cfg, 1)
+        out["big_1024"] = {"members": 1024, "chunk_size": 256, "units": r["units"], "epoch_s": r["epoch_s"],
+                           "wall_s_prepare_compile_2_epochs": time.perf_counter() - t}
+        print(f"1,024 tiny members in {r['units']} chunks: {r['epoch_s']:.2f} s/epoch")
+
+    if ARGS.checkpoint:
+        from jaxmlp.run import run_sweep
+
+        timing = {}
+        for label, ck in (("without", None), ("with", tempfile.mkdtemp())):
+            cfg = SweepConfig(hidden=[MODELS["tiny"]], batch_size=[128], dropout=rates, data_dir=dd, epochs=4)
+            t = time.perf_counter()
+            res = run_sweep(cfg, None, progress=False, checkpoint_dir=ck, plots=False)
+            timing[label] = res.timing["train_s"]
+        out["checkpoint_every_epoch"] = {"train_s_without": timing["without"], "train_s_with": timing["with"],
+                                         "overhead": timing["with"] / timing["without"] - 1}
+        print(f"checkpoint every epoch: {timing['with']:.2f} s vs {timing['without']:.2f} s "
+              f"({100 * (timing['with'] / timing['without'] - 1):+.1f} %)")
+
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak memory (RSS) {out['peak_rss_gib']:.2f} GiB")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{machine}.json"
+    path.write_text(json.dumps(out, indent=1))
+    _plot_scaling(curve, RESULTS / f"scaling_{machine}.png", machine)
+    print(f"wrote {path}")
+
+
+def _plot_scaling(curve, path: Path, machine: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ms = [c["members"] for c in curve]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.loglog(ms, [c["epoch_s"] for c in curve], "o-", color="#0072B2", label="vmapped sweep")
+    ax.loglog(ms, [curve[0]["epoch_s"] * m for m in ms], "--", color="#D55E00", label="loop (1 member × M)")
+    ax.set_xlabel("members trained together")
+    ax.set_ylabel("seconds per epoch (Fashion-MNIST, 54k samples)")
+    ax.set_title(f"784-8-16-10 sweep scaling on {machine}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    main()
