@@ -60,22 +60,29 @@ def _idx_folder(folder: Path, name: str) -> Path | None:
     return None
 
 
-def read_idx_folder(folder: Path, name: str) -> Dataset:
-    """Read and validate the four IDX files of one dataset from a folder."""
+def read_idx_files(name: str, paths: dict[str, os.PathLike], source: str) -> Dataset:
+    """Read and validate the four IDX files of one dataset, given by their stems in `FILES` (e.g.
+    ``"train-images-idx3-ubyte"``); `source` names where they came from in the Dataset and in errors."""
     arrays = {}
     for split, (images_stem, labels_stem) in FILES.items():
-        images = read_idx(_find_file(folder, images_stem), expect_ndim=3)
-        labels = read_idx(_find_file(folder, labels_stem), expect_ndim=1).astype(np.int32)
+        images = read_idx(paths[images_stem], expect_ndim=3)
+        labels = read_idx(paths[labels_stem], expect_ndim=1).astype(np.int32)
         if images.shape[0] != labels.shape[0]:
-            raise UsageError(f"{folder}: {split} has {images.shape[0]} images but {labels.shape[0]} labels; "
+            raise UsageError(f"{source}: {split} has {images.shape[0]} images but {labels.shape[0]} labels; "
                              "the files do not belong together")
         if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-            raise UsageError(f"{folder}: {split} images are {images.dtype} {images.shape[1:]}, "
+            raise UsageError(f"{source}: {split} images are {images.dtype} {images.shape[1:]}, "
                              "expected uint8 28x28")
         if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise UsageError(f"{folder}: {split} labels must lie in 0..{NUM_CLASSES - 1}")
+            raise UsageError(f"{source}: {split} labels must lie in 0..{NUM_CLASSES - 1}")
         arrays[split] = (images, labels)
-    return Dataset(name, *arrays["train"], *arrays["test"], source=str(folder))
+    return Dataset(name, *arrays["train"], *arrays["test"], source=source)
+
+
+def read_idx_folder(folder: Path, name: str) -> Dataset:
+    """Read and validate the four IDX files (.gz or raw) of one dataset from a folder."""
+    paths = {stem: _find_file(folder, stem) for pair in FILES.values() for stem in pair}
+    return read_idx_files(name, paths, str(folder))
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -96,9 +103,11 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
         return read_idx_folder(folder, name)
     tried.append("--data-dir / JAXMLP_DATA_DIR (not set)")
     system = SYSTEM_DIRS.get(name)
-    if system is not None:
-        if _idx_folder(system, name) is not None:
-            return read_idx_folder(system, name)
+    if system is None:
+        tried.append(f"system copy (Debian packages only Fashion-MNIST, not {name})")
+    elif _idx_folder(system, name) is not None:
+        return read_idx_folder(system, name)
+    else:
         tried.append(f"Debian's dataset-fashion-mnist at {system} (not installed: apt-get install "
                      "dataset-fashion-mnist)")
     from jaxmlp import tfds_source  # imported late: tensorflow-datasets is slow to import

@@ -7,6 +7,7 @@ hand-written: every malformed file becomes a `UsageError` naming the file and th
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -42,14 +43,17 @@ def read_idx(path: str | os.PathLike, expect_ndim: int | None = None) -> np.ndar
         raise UsageError(f"{path} is not an IDX file (bad magic number {data[:4].hex() or 'empty'}); "
                          "use the original MNIST-format files")
     dtype, ndim = _DTYPES[data[2]], data[3]
-    if ndim == 0 or (expect_ndim is not None and ndim != expect_ndim):
+    if ndim == 0:
+        raise UsageError(f"{path} is not an IDX file (its header declares 0 dimensions); "
+                         "use the original MNIST-format files")
+    if expect_ndim is not None and ndim != expect_ndim:
         raise UsageError(f"{path} has {ndim} dimensions where {expect_ndim} were expected; "
                          "is it the images file in place of the labels file (or the reverse)?")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise UsageError(f"{path} is truncated inside its header; fetch it again")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: a corrupt header cannot overflow
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
         raise UsageError(f"{path} is {what}: header says shape {shape} ({expected} bytes) but it has "

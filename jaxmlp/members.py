@@ -72,13 +72,27 @@ def prepare_data(config: SweepConfig, name: str) -> DeviceData:
 # ---- devices -----------------------------------------------------------------------------------------
 
 def local_devices(config: SweepConfig) -> list[jax.Device]:
+    """The devices a sweep's members are sharded over: ``config.devices`` of them, or by default all
+    local devices unless some group has fewer members than devices (padding would then cost more than
+    the devices give: a single run trains on one device, with all its threads)."""
     devices = jax.local_devices()
     if config.devices is not None:
         if not 1 <= config.devices <= len(devices):
             raise UsageError(f"--devices {config.devices} is not available: this process sees "
                              f"{len(devices)} device(s)")
-        devices = devices[:config.devices]
+        return devices[:config.devices]
+    if min(g.size for g in config.groups()) < len(devices):
+        return devices[:1]
     return devices
+
+
+def describe_layout(prep: "Prepared") -> str:
+    """One line saying how the sweep is laid out: members, groups, chunks, devices, member blocks."""
+    devices = local_devices(prep.config)
+    kinds = sorted({d.device_kind for d in devices})
+    return (f"{prep.size} member(s) in {len(prep.groups)} group(s), {len(prep.units)} chunk(s); "
+            f"sharded over {len(devices)} {'/'.join(kinds)} device(s)"
+            + ("" if len(devices) > 1 else " (one device)"))
 
 
 def _mesh(config: SweepConfig) -> Mesh:
