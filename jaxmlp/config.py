@@ -34,7 +34,7 @@ class SweepConfig:
     activation: list[str] = field(default_factory=lambda: ["relu"])
     batch_norm: list[bool] = field(default_factory=lambda: [False])
     optimizer: list[str] = field(default_factory=lambda: ["adam"])
-    batch_size: list[int] = field(default_factory=lambda: [128])
+    batch_size: list[int] = field(default_factory=lambda: [32])   # Keras's default
     dropout: list[float] = field(default_factory=lambda: [0.0])
     l1: list[float] = field(default_factory=lambda: [0.0])
     l2: list[float] = field(default_factory=lambda: [0.0])
@@ -43,6 +43,7 @@ class SweepConfig:
     folds: int = 0                 # 0: a held-out validation split; K >= 2: K-fold cross-validation
     epochs: int = 10
     patience: int = 0              # 0: no early stopping
+    lr_schedule: str = "anneal"    # anneal (constant, then to 0 over the last 30 %), cosine or constant
     val_fraction: float = 0.1
     train_fraction: float = 1.0
     data_seed: int = 0             # fixes the subset, the validation split and the folds
@@ -96,6 +97,8 @@ class SweepConfig:
                 raise UsageError(f"--lr must be > 0, got {v}")
         if self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.lr_schedule not in optim.SCHEDULES:
+            raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose one of: {', '.join(optim.SCHEDULES)}")
         if self.patience < 0:
             raise UsageError(f"--patience must be >= 0 (0 turns early stopping off), got {self.patience}")
         if self.folds == 1 or self.folds < 0:
@@ -186,6 +189,8 @@ def parse_values(text: str, name: str, kind: type = float) -> list:
         if len(parts) not in (3, 4) or (len(parts) == 4 and not log):
             raise UsageError(f"{flag} {text!r}: a range is start:stop:num or start:stop:num:log")
         start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except UsageError:  # a UsageError is a ValueError: keep its own message
+        raise
     except ValueError:
         raise UsageError(f"{flag} {text!r} is not a number, a list a,b,c or a range start:stop:num[:log]") from None
     if num < 1:

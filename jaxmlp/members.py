@@ -227,15 +227,17 @@ class GroupProgram:
     compile_s: float = 0.0
 
 
-def setup_for(config: SweepConfig, group: Group) -> train.Setup:
+def setup_for(config: SweepConfig, group: Group, n_train: int) -> train.Setup:
     st = group.static
     model = models.make_model(st["arch"], st["hidden"], st["activation"], st["batch_norm"])
-    return train.Setup(model, st["optimizer"], st["batch_size"], config.patience)
+    steps = config.epochs * -(-n_train // st["batch_size"])
+    return train.Setup(model, st["optimizer"], st["batch_size"], config.patience,
+                       lr_schedule=config.lr_schedule, total_steps=steps)
 
 
-def build_program(config: SweepConfig, group: Group, unit: Unit) -> GroupProgram:
+def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -> GroupProgram:
     """The jitted init, epoch and test functions for the units of a group (which share one shape)."""
-    setup = setup_for(config, group)
+    setup = setup_for(config, group, n_train)
     block = member_block(config, group)
     split = len(local_devices(config)) if unit.shard_axis == 1 else 1
     grid = lambda fn, member_args, shared_args: _grid_map(fn, member_args, shared_args, block, split)
@@ -320,7 +322,7 @@ def prepare(config: SweepConfig) -> Prepared:
             raise UsageError(f"--batch-size {group.static['batch_size']} is larger than the {dd.n_train} "
                              "training samples; use a smaller batch size or more data")
         group_units = plan(config, gid, group, dd.pool["y"].shape[0])
-        programs.append(build_program(config, group, group_units[0]))
+        programs.append(build_program(config, group, group_units[0], dd.n_train))
         for unit in group_units:
             units.append(unit)
             inputs.append(unit_inputs(config, group, unit, dd))

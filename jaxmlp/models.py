@@ -25,8 +25,9 @@ def dropout(x: jax.Array, rate: jax.Array, key: jax.Array | None) -> jax.Array:
     """
     if key is None:
         return x
+    rate = jnp.asarray(rate, x.dtype)  # a Python float works too (it has no .astype)
     keep = jax.random.uniform(key, x.shape, x.dtype) >= rate
-    return jnp.where(keep, x / (1.0 - rate).astype(x.dtype), jnp.zeros((), x.dtype))
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
 
 
 class MLP(nn.Module):

@@ -37,10 +37,12 @@ class Setup:
     batch_size: int = 128
     patience: int = 0          # 0: no early stopping; the final epoch's parameters are used for testing
     eval_batch: int = 500
+    lr_schedule: str = "constant"  # see jaxmlp.optim.schedule
+    total_steps: int = 0           # optimizer steps in the whole run (for the schedule)
 
     @property
     def tx(self) -> optax.GradientTransformation:
-        return optim.make_optimizer(self.optimizer)
+        return optim.make_optimizer(self.optimizer, lr_schedule=self.lr_schedule, total_steps=self.total_steps)
 
 
 def member_key(seed: jax.Array, fold: jax.Array | int = 0) -> jax.Array:
@@ -56,7 +58,8 @@ def to_float(images: jax.Array) -> jax.Array:
 def init(setup: Setup, hp: dict[str, jax.Array], key: jax.Array) -> State:
     """A fresh member state: variables, optimizer state and early-stopping bookkeeping."""
     variables = models.init(setup.model, jax.random.fold_in(key, 0), INPUT_SHAPE)
-    opt_state = optim.make_optimizer(setup.optimizer, hp["lr"], hp["l2"]).init(variables["params"])
+    opt_state = optim.make_optimizer(setup.optimizer, hp["lr"], hp["l2"], setup.lr_schedule,
+                                     setup.total_steps).init(variables["params"])
     return {
         "variables": variables,
         "opt_state": opt_state,
