@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--member", type=int, default=0)
     p.add_argument("--checkpoint-dir")
+    # Listed for --help only: main() hands everything after "experiment" to the experiments package.
+    sub.add_parser("experiment", help="run a reference study: jaxmlp experiment NAME [--quick] [--out DIR] "
+                                      "(no NAME: list them; same as python -m experiments)")
     return parser
 
 
@@ -130,7 +133,9 @@ def _run(args: argparse.Namespace) -> int:
     check_out_dir(out)
     if args.checkpoint_every < 1 or args.keep < 1:
         raise UsageError("--checkpoint-every and --keep must be at least 1")
-    ckpt_dir = None if args.no_checkpoint else Path(args.checkpoint_dir or Path("checkpoints") / out.name)
+    from jaxmlp.checkpoint import default_dir
+
+    ckpt_dir = None if args.no_checkpoint else Path(args.checkpoint_dir or default_dir(out))
     from jaxmlp.run import run_sweep
 
     res = run_sweep(config, out, progress=not args.quiet, checkpoint_dir=ckpt_dir, resume=args.resume,
@@ -172,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxmlp`` console command."""
     if "jax" not in sys.modules:
         _host_devices()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["experiment"]:  # the studies parse their own flags and print their own errors
+        from experiments.__main__ import main as experiments_main
+
+        return experiments_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _run, "sweep": _run, "plot": _plot, "evaluate": _evaluate}[args.command]

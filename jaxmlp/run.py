@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
 from tqdm.auto import tqdm
 
 from jaxmlp import checkpoint, results
@@ -50,8 +49,9 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
               name: str | None = None, keep_variables: bool = False) -> results.Results:
     """Train every member of `config`; write the run directory `out` (if given) and return the results.
 
-    With `checkpoint_dir`, the sweep state is saved every `checkpoint_every` epochs (keeping `keep`) and,
-    when `resume` is set, training continues from the latest complete checkpoint there. With
+    With `checkpoint_dir`, the sweep state is saved every `checkpoint_every` epochs and at the last
+    (keeping `keep`); checkpoints of this same sweep there are resumed from the newest readable one, with
+    or without `resume`, unless `new_run` discards them. With
     `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees.
     """
     out = check_out_dir(out)
@@ -61,7 +61,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         ckpt = checkpoint.Checkpointer(checkpoint_dir, config, every=checkpoint_every, keep=keep)
         ckpt.check(resume, new_run)
     prep = members_lib.prepare(config)
-    state = ckpt.restore(prep) if (ckpt and resume) else None
+    state = ckpt.restore(prep) if ckpt is not None else None
     state = state or members_lib.initial_state(prep)
     history_path = None
     if out is not None:
@@ -86,7 +86,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
             if history_path is not None:
                 results.append_history(history_path, record)
             if ckpt is not None:
-                ckpt.save(state)
+                ckpt.save(prep, state)
             bar.update(1)
             bar.set_postfix(_postfix(record))
     finally:

@@ -1,0 +1,369 @@
+"""Orbax checkpoints: a killed sweep resumes and finishes exactly as if it had never been interrupted.
+
+Interrupted sweeps run as subprocesses through a small driver (written below) that calls ``jaxmlp``'s
+command line with test hooks read from the environment, so the library itself carries no test code:
+
+- ``JAXMLP_TEST_EPOCH_LOG``: append the number of every epoch trained (what a resumed run retrains);
+- ``JAXMLP_TEST_HOOK=mid:E``: stall between the two chunks of epoch E (the first trained, the second not);
+- ``JAXMLP_TEST_HOOK=save:E``: stall inside Orbax's final rename of epoch E's checkpoint (a save in flight);
+- ``JAXMLP_TEST_HOOK=full:E``: from epoch E's save on, no file may grow past 100 kB (``RLIMIT_FSIZE``),
+  which the writes meet as they would a full disk.
+
+A stall writes the marker file and sleeps; the test then SIGKILLs the process. Subprocesses see as many
+CPU devices as this process, so their numbers can be compared bit for bit with in-process runs, and share
+a persistent compilation cache to keep the file quick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import jax
+import numpy as np
+import pytest
+
+import jaxmlp
+from jaxmlp import checkpoint, cli, models
+from jaxmlp.errors import UsageError
+from jaxmlp.idx import read_idx
+from jaxmlp.results import Results
+from jaxmlp.run import run_sweep
+
+EPOCHS = 6
+# 4 members in chunks of 2 (two units per group, so "mid-epoch" exists); lr 0.1 with seed 0 stops early
+# (patience 2), so best-epoch variables differ from the last ones.
+FLAGS = ["--hidden", "16", "--dropout", "0.3", "--seed", "0,1", "--lr", "0.03,0.1", "--epochs", str(EPOCHS),
+         "--patience", "2", "--batch-size", "32", "--chunk-size", "2", "--train-fraction", "0.3",
+         "--quiet", "--no-plots"]
+
+DRIVER = '''
+import os, resource, signal, sys, time
+from pathlib import Path
+from orbax.checkpoint._src.path import async_path
+from jaxmlp import checkpoint, cli, members
+
+LOG = os.environ.get("JAXMLP_TEST_EPOCH_LOG")
+KIND, _, AT = os.environ.get("JAXMLP_TEST_HOOK", "").partition(":")
+AT = int(AT or 0)
+
+def stall():
+    Path(os.environ["JAXMLP_TEST_MARKER"]).write_text("stalled")
+    time.sleep(600)
+
+run_epoch = members.run_epoch
+def logged_run_epoch(prep, state):
+    if LOG:
+        with open(LOG, "a") as f:
+            f.write(f"{state.epoch + 1}\\n")
+    return run_epoch(prep, state)
+members.run_epoch = logged_run_epoch
+
+compiled_epoch = members._compiled_epoch
+def stalling_compiled_epoch(prep, unit, args):
+    if KIND == "mid" and int(args[-1]) == AT - 1 and unit is prep.units[1]:
+        stall()
+    return compiled_epoch(prep, unit, args)
+members._compiled_epoch = stalling_compiled_epoch
+
+rename = async_path.rename
+async def stalling_rename(src, dst):
+    if KIND == "save" and Path(dst).name == str(AT):
+        stall()
+    return await rename(src, dst)
+async_path.rename = stalling_rename
+
+save = checkpoint.Checkpointer.save
+def full_disk_save(self, prep, state):
+    if KIND == "full" and state.epoch == AT:
+        self.wait()
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    return save(self, prep, state)
+checkpoint.Checkpointer.save = full_disk_save
+
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sub(tmp_path_factory, synthetic_dir) -> SimpleNamespace:
+    """How to start a sweep subprocess: the driver, the environment, the data."""
+    root = tmp_path_factory.mktemp("ckpt_sub")
+    driver = root / "driver.py"
+    driver.write_text(DRIVER)
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={len(jax.local_devices())}",
+               JAX_COMPILATION_CACHE_DIR=str(root / "jax_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    return SimpleNamespace(driver=driver, env=env, data=synthetic_dir)
+
+
+def sweep_args(sub, out: Path, ckpt: Path, *extra: str, flags=FLAGS) -> list[str]:
+    return ["sweep", *flags, "--data-dir", str(sub.data), "--out", str(out), "--checkpoint-dir", str(ckpt), *extra]
+
+
+def run(sub, args: list[str], hook: str = "", log: Path | None = None, env: dict | None = None,
+        plain: bool = False) -> subprocess.CompletedProcess:
+    """Run a sweep to its end (`plain`: ``python -m jaxmlp``, else through the driver)."""
+    cmd = [sys.executable, "-m", "jaxmlp"] if plain else [sys.executable, str(sub.driver)]
+    env = dict(env or sub.env, JAXMLP_TEST_HOOK=hook, JAXMLP_TEST_EPOCH_LOG=str(log or ""))
+    return subprocess.run(cmd + args, env=env, capture_output=True, text=True, timeout=300)
+
+
+def run_killed(sub, args: list[str], hook: str, log: Path, marker: Path) -> None:
+    """Start a sweep, wait until its hook stalls, SIGKILL it."""
+    env = dict(sub.env, JAXMLP_TEST_HOOK=hook, JAXMLP_TEST_EPOCH_LOG=str(log), JAXMLP_TEST_MARKER=str(marker))
+    output = marker.with_suffix(".out")
+    with open(output, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(sub.driver), *args], env=env, stdout=out, stderr=out)
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the sweep ended (rc {proc.returncode}) before {hook}: {output.read_text()}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"{hook} never reached: {output.read_text()}")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def epochs_trained(log: Path) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def complete_steps(ckpt: Path) -> list[int]:
+    """Epochs with a complete checkpoint: Orbax renames a checkpoint to its bare epoch once written."""
+    return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+
+
+def history(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    """results.json members (metrics, best epochs, ...) and history.jsonl equal, field by field."""
+    got, want = Results.read(run_dir), Results.read(reference)
+    assert got.config == want.config
+    for g, w in zip(got.members, want.members, strict=True):
+        for field in w:
+            assert g[field] == w[field], (w["index"], field)
+    hist, ref_hist = history(run_dir), history(reference)
+    assert len(hist) == len(ref_hist) == EPOCHS
+    for h, r in zip(hist, ref_hist):
+        for field in r:
+            assert h[field] == r[field], (r["epoch"], field)
+
+
+def config_of(args: list[str]):
+    return cli.config_from_args(cli.build_parser().parse_args(args))
+
+
+@pytest.fixture(scope="module")
+def reference(sub, tmp_path_factory) -> SimpleNamespace:
+    """One uninterrupted run (``python -m jaxmlp``), with its checkpoints: what every other run must equal."""
+    root = tmp_path_factory.mktemp("ckpt_reference")
+    out, ckpt = root / "run", root / "ckpt"
+    args = sweep_args(sub, out, ckpt)
+    proc = run(sub, args + ["--keep", "3"], plain=True)
+    assert proc.returncode == 0, proc.stderr
+    res = Results.read(out)
+    # The data make the comparisons meaningful: one member stops early, with a best epoch before its last.
+    early = [m for m in res.members if m["stopped_early"]]
+    assert early and all(m["best_epoch"] < m["epochs_run"] for m in early)
+    return SimpleNamespace(out=out, ckpt=ckpt, args=args, results=res)
+
+
+# ---- resuming ----------------------------------------------------------------------------------------
+
+def test_killed_sweep_resumes_exactly_as_if_never_interrupted(sub, reference, tmp_path):
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    args = sweep_args(sub, out, ckpt)
+    logs = [tmp_path / f"epochs{i}.log" for i in range(4)]
+
+    # 1. SIGKILL in the middle of epoch 3: its first chunk trained, the second not, nothing saved.
+    run_killed(sub, args, "mid:3", logs[0], tmp_path / "marker0")
+    assert epochs_trained(logs[0]) == [1, 2, 3]
+    saved = complete_steps(ckpt)
+    assert saved and max(saved) <= 2
+
+    # 2. Rerun with --resume: it goes on after the newest checkpoint; then the disk "fills" at epoch 4's
+    #    save: one line on stderr, exit 2, the earlier checkpoints intact.
+    proc = run(sub, args + ["--resume"], hook="full:4", log=logs[1])
+    assert proc.returncode == 2, proc.stderr
+    assert epochs_trained(logs[1])[0] == max(saved) + 1
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error == (f"jaxmlp: error: cannot write the checkpoint of epoch 4 to {ckpt} (File too large); "
+                     "the checkpoints of epochs 2, 3 are intact: free space or fix permissions there (or "
+                     "choose another --checkpoint-dir), then rerun the command to resume")
+    assert "Traceback" not in proc.stderr
+    assert complete_steps(ckpt) == [2, 3]
+
+    # 3. Rerun with --resume; SIGKILL while epoch 5's checkpoint is being written (before Orbax's rename).
+    run_killed(sub, args + ["--resume"], "save:5", logs[2], tmp_path / "marker2")
+    assert epochs_trained(logs[2])[:2] == [4, 5]
+    assert complete_steps(ckpt) == [3, 4]
+    assert [p.name for p in ckpt.iterdir() if p.name.startswith("5.")] == ["5.orbax-checkpoint-tmp"]
+
+    # 4. The same command again, without --resume, continues after epoch 4 and finishes: epochs 1-4 are
+    #    never trained again, and the run equals the uninterrupted one exactly.
+    proc = run(sub, args, log=logs[3])
+    assert proc.returncode == 0, proc.stderr
+    assert f"jaxmlp: resuming after epoch 4 from {ckpt}" in proc.stderr
+    assert epochs_trained(logs[3]) == [5, 6]
+    assert_same_run(out, reference.out)
+    assert complete_steps(ckpt) == [5, 6]   # --keep 2; the killed save's leftovers are gone
+    assert sorted(p.name for p in ckpt.iterdir()) == ["5", "6"]
+
+
+def test_damaged_checkpoints_are_skipped_with_a_warning(reference, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(reference.ckpt, ckpt)
+    assert complete_steps(ckpt) == [4, 5, 6]
+    # Epoch 6: its largest array file cut in half; epoch 5: its JSON cut short.
+    biggest = max((p for p in (ckpt / "6" / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    (ckpt / "5" / "meta" / "metadata").write_text('{"format": 1, "epo')
+    out = tmp_path / "run"
+    run_sweep(config_of(reference.args), out, progress=False, checkpoint_dir=ckpt, plots=False, name="run")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    for w, epoch in zip(warnings, (6, 5)):
+        assert w.startswith(f"jaxmlp: warning: skipping the unreadable checkpoint of epoch {epoch}: ")
+    assert all(w.endswith(f"; using the one of epoch 4 in {ckpt}") for w in warnings)
+    assert_same_run(out, reference.out)   # epochs 5 and 6 trained again from epoch 4's state
+    # The damaged ones are kept aside for inspection; the new 5 and 6 replaced 4 (--keep 2).
+    assert sorted(p.name for p in ckpt.iterdir()) == ["5", "5.unreadable", "6", "6.unreadable"]
+
+
+def test_other_settings_are_refused_by_name_and_new_run_discards(sub, reference, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(reference.ckpt, ckpt)
+    flags = [f for f in FLAGS]
+    flags[flags.index("--lr") + 1] = "0.01"
+    flags[flags.index("--epochs") + 1] = "2"
+    args = sweep_args(sub, tmp_path / "run", ckpt, flags=flags)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"jaxmlp: error: {ckpt} holds checkpoints of a different sweep (--epochs 6 in the checkpoint, "
+                   "2 now; --lr 0.03,0.1 in the checkpoint, 0.01 now); use --new-run to discard them, "
+                   "or another --checkpoint-dir")
+    assert complete_steps(ckpt) == [4, 5, 6]
+
+    # One chunk now: each unit's own arrays are saved (in the background) while the next epoch trains
+    # on donated buffers; the checkpoint of epoch 1 must still be exact (checked by resuming from it).
+    args += ["--chunk-size", "4"]
+    assert cli.main(args + ["--new-run"]) == 0
+    assert f"jaxmlp: --new-run: discarded 3 checkpoint(s) in {ckpt}" in capsys.readouterr().err
+    assert complete_steps(ckpt) == [1, 2]
+    meta = json.loads((ckpt / "2" / "meta" / "metadata").read_text())
+    assert (meta["epoch"], meta["config"]["lr"], len(meta["history"])) == (2, [0.01], 2)
+    first = Results.read(tmp_path / "run")
+    shutil.rmtree(ckpt / "2")
+    assert cli.main(args) == 0
+    assert f"jaxmlp: resuming after epoch 1 from {ckpt}" in capsys.readouterr().err
+    again = Results.read(tmp_path / "run")
+    assert (again.members, again.history) == (first.members, first.history)
+
+
+def test_group_grid_round_trip_drops_and_restores_padding(synthetic_dir):
+    """Chunks of 2 over 3 hyperparameters pad each stream's second chunk; the saved grid holds exactly
+    the 6 real members in member order, and cutting it back gives every unit (padding included)."""
+    from jaxmlp import members
+
+    config = config_of(["sweep", "--dropout", "0,0.1,0.2", "--seed", "0,1", "--chunk-size", "2", "--devices", "1",
+                        "--data-dir", str(synthetic_dir)])
+    groups = config.groups()
+    units = members.plan(config, 0, groups[0], 600)
+    assert len(units) == 4 and not all(u.real.all() for u in units)   # padding exists
+    prep = SimpleNamespace(config=config, groups=groups, units=units)
+    # A member's "state": its index (padding repeats a real member, as in training).
+    fake = [{"who": np.array([[s * 3 + h for h in u.hparams] for s in u.streams]), "active": u.real}
+            for u in units]
+    state = members.SweepState(1, fake, [{}])
+    grid = checkpoint._grid(prep, state, 0)
+    np.testing.assert_array_equal(grid["who"], np.arange(6).reshape(2, 3))
+    back = checkpoint._sweep_state(prep, {"group_0": grid}, [None], {"epoch": 1, "history": [{}]})
+    for u, restored in zip(fake, back.units):
+        np.testing.assert_array_equal(np.asarray(restored["who"]), u["who"])
+
+
+def test_unwritable_checkpoint_dir_is_refused_before_anything_else(sub, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    args = ["sweep", *FLAGS, "--data-dir", str(tmp_path / "no_data_here"), "--out", str(tmp_path / "run"),
+            "--checkpoint-dir", str(blocker / "ckpt")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"jaxmlp: error: checkpoint directory {blocker / 'ckpt'} is not writable (")
+    assert "\n" not in err and not (tmp_path / "run").exists()
+
+
+# ---- using a trained member --------------------------------------------------------------------------
+
+def test_load_and_evaluate_member_give_the_runs_test_numbers(sub, reference, capsys):
+    res = reference.results
+    stopped = next(m["index"] for m in res.members if m["stopped_early"])
+    for k in (0, stopped):
+        assert checkpoint.evaluate_member(reference.out, k, reference.ckpt) == res.members[k]["test"]
+
+    assert cli.main(["evaluate", str(reference.out), "--member", str(stopped),
+                     "--checkpoint-dir", str(reference.ckpt)]) == 0
+    test = res.members[stopped]["test"]
+    assert capsys.readouterr().out.strip() == (f"member {stopped}: test loss {test['loss']:.4f}, "
+                                               f"test accuracy {test['accuracy']:.4f}")
+
+    # load: the best epoch's variables (the member stopped early), ready for models.apply.
+    variables, hparams = jaxmlp.load(reference.out, stopped, reference.ckpt)
+    assert hparams == res.members[stopped]["hparams"]
+    x = read_idx(sub.data / "t10k-images-idx3-ubyte.gz")[..., None].astype(np.float32) / 255.0
+    y = read_idx(sub.data / "t10k-labels-idx1-ubyte.gz")
+    model = models.make_model("mlp", (16,))
+    logits, _ = models.apply(model, variables, x, np.float32(0.0), None, train=False)
+    logp = jax.nn.log_softmax(logits)
+    assert float((np.argmax(logits, -1) == y).mean()) == pytest.approx(test["accuracy"], abs=1e-6)
+    assert float(-logp[np.arange(len(y)), y].mean()) == pytest.approx(test["loss"], rel=1e-5)
+
+    with pytest.raises(UsageError, match="--member 4 is not in"):
+        checkpoint.load_member(reference.out, 4, reference.ckpt)
+    assert checkpoint.default_dir("runs/abc/") == Path("checkpoints/abc")
+
+
+def test_checkpoint_saved_on_two_devices_restores_on_one(sub, tmp_path, capsys):
+    if len(jax.local_devices()) != 1:
+        pytest.skip("this process must see one device")
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    # 3 members over 2 devices: padded to 4 there; --checkpoint-every 5 still saves the last epoch.
+    flags = ["--hidden", "16", "--dropout", "0,0.2,0.4", "--epochs", "2", "--batch-size", "32",
+             "--train-fraction", "0.3", "--devices", "2", "--checkpoint-every", "5", "--quiet", "--no-plots"]
+    args = sweep_args(sub, out, ckpt, flags=flags)
+    proc = run(sub, args, env=dict(sub.env, XLA_FLAGS="--xla_force_host_platform_device_count=2"), plain=True)
+    assert proc.returncode == 0, proc.stderr
+    two = Results.read(out)
+    assert len(two.devices) == 2 and complete_steps(ckpt) == [2]
+
+    for k in range(3):
+        got = checkpoint.evaluate_member(out, k, ckpt)
+        assert got["accuracy"] == pytest.approx(two.members[k]["test"]["accuracy"], abs=1e-6)
+        assert got["loss"] == pytest.approx(two.members[k]["test"]["loss"], rel=1e-5)
+
+    # Resuming the finished run on one device (--devices only lays members out: it may change):
+    # restored, nothing retrained, the same records.
+    config = dataclasses.replace(config_of(args), devices=None)
+    one = run_sweep(config, tmp_path / "again", progress=False, checkpoint_dir=ckpt, plots=False)
+    assert "resuming after epoch 2" in capsys.readouterr().err
+    assert one.history == two.history
+    for a, b in zip(one.members, two.members, strict=True):
+        assert (a["best_epoch"], a["epochs_run"], a["val"]) == (b["best_epoch"], b["epochs_run"], b["val"])
+        assert a["test"]["loss"] == pytest.approx(b["test"]["loss"], rel=1e-5)
