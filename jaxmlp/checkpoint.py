@@ -71,6 +71,7 @@ class Checkpointer:
         self.keep = keep
         self.save_s: list[float] = []
         self._manager: ocp.CheckpointManager | None = None
+        self._checked = False
         # One worker, so saves reach Orbax in order and only one thread ever uses the manager meanwhile.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxmlp-checkpoint")
         self._pending: tuple[int, Future] | None = None   # the save that may still be in flight
@@ -83,6 +84,14 @@ class Checkpointer:
         Checkpoints of the same sweep are resumed whether or not `resume` is set: rerunning a killed
         command continues where it stopped; `new_run` starts over.
         """
+        self._checked = True
+        if not self.directory.exists():
+            # Nothing to resume; create nothing yet (bad input found later must leave no trace), but
+            # refuse now a place where the directory could not be made.
+            _ensure_creatable(self.directory)
+            if resume:
+                _note(f"no checkpoint in {self.directory} yet; training starts at epoch 1")
+            return
         _ensure_writable(self.directory)
         self._manager = _manager(self.directory, self.keep)
         steps = self._manager.all_steps()
@@ -156,8 +165,11 @@ class Checkpointer:
             self._raise_write_error(e, epoch)
 
     def _open(self) -> ocp.CheckpointManager:
-        if self._manager is None:
+        if not self._checked:
             raise RuntimeError("Checkpointer.check() must come first")
+        if self._manager is None:   # the directory did not exist at check(): make it at first use
+            _ensure_writable(self.directory)
+            self._manager = _manager(self.directory, self.keep)
         return self._manager
 
     def _raise_write_error(self, e: Exception, epoch: int) -> None:
@@ -370,6 +382,20 @@ def _ensure_writable(directory: Path) -> None:
             pass
     except OSError as e:
         raise UsageError(f"checkpoint directory {directory} is not writable ({e.strerror or e}); "
+                         "choose another --checkpoint-dir or use --no-checkpoint") from None
+
+
+def _ensure_creatable(directory: Path) -> None:
+    """Refuse a directory that could not be made: its nearest existing ancestor must be a writable folder."""
+    parent = next(p for p in directory.parents if p.exists())
+    if not parent.is_dir():
+        raise UsageError(f"checkpoint directory {directory} cannot be made: {parent} is a file; "
+                         "choose another --checkpoint-dir or use --no-checkpoint")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UsageError(f"checkpoint directory {directory} cannot be made in {parent} ({e.strerror or e}); "
                          "choose another --checkpoint-dir or use --no-checkpoint") from None
 
 

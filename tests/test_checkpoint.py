@@ -306,7 +306,8 @@ def test_unwritable_checkpoint_dir_is_refused_before_anything_else(sub, tmp_path
             "--checkpoint-dir", str(blocker / "ckpt")]
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"jaxmlp: error: checkpoint directory {blocker / 'ckpt'} is not writable (")
+    assert err.startswith(f"jaxmlp: error: checkpoint directory {blocker / 'ckpt'} cannot be made: "
+                          f"{blocker} is a file;")
     assert "\n" not in err and not (tmp_path / "run").exists()
 
 

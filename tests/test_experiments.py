@@ -1,0 +1,152 @@
+"""The reference studies: their command (listing, bad flags), their helpers, and two quick runs on the
+synthetic dataset (``--train-fraction 1`` makes the 600 synthetic images "the whole training set")."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import common, l1_vs_l2_weights
+from experiments.__main__ import main
+from jaxmlp.results import Results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- the command ------------------------------------------------------------------------------------
+
+def test_listing_names_every_study_once(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    listed = [line.split()[0] for line in out if line.startswith("  ")]
+    assert listed == list(common.STUDIES)
+
+
+def test_listing_from_the_command_line_and_through_jaxmlp(capsys):
+    done = subprocess.run([sys.executable, "-m", "experiments"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    from jaxmlp import cli
+
+    assert cli.main(["experiment"]) == 0
+    assert capsys.readouterr().out == done.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["dropout_sweep", "--bogus"], "unrecognized arguments: --bogus; see 'python -m experiments --help'"),
+    (["nope"], "unknown study 'nope'; choose one of: " + ", ".join(common.STUDIES)
+     + " (or run 'python -m experiments' to list them)"),
+    (["kfold", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar' (choose from "
+                                      "'fashion_mnist', 'mnist'); see 'python -m experiments --help'"),
+    (["kfold", "--all"], "give a study name or --all, not both (got 'kfold' and --all)"),
+    (["kfold", "--train-fraction", "0"], "--train-fraction must lie in (0, 1], got 0.0"),
+    (["kfold", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+])
+def test_bad_flags_print_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"experiments: error: {message}\n"
+
+
+def test_an_output_path_that_is_a_file_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["kfold", "--quick", "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a directory" in err
+    assert blocker.read_text() == ""
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+def test_sparsity_counts_weight_matrices_only():
+    variables = {"params": {
+        "Dense_0": {"kernel": np.array([[0.0, 5e-4], [2e-3, -1e-4]]), "bias": np.zeros(2)},
+        "Dense_1": {"kernel": np.array([[1.0], [-0.0009]]), "bias": np.zeros(1)},
+    }}
+    assert common.sparsity(variables) == pytest.approx(4 / 6)         # biases (all zero) do not count
+    assert common.sparsity(variables, layer="Dense_0") == pytest.approx(3 / 4)
+    assert common.sparsity(variables, threshold=1e-4) == pytest.approx(1 / 6)  # strict: |-1e-4| is not below
+
+
+def test_pooling_and_best_choice_by_hand():
+    assert common.mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2.0)), 2)
+    assert common.mean_std([5.0, math.nan]) == (5.0, 0.0, 1)
+    assert common.best_by({(0.1,): (80.0, 1.0, 3), (0.2,): (82.0, 0.5, 3), (0.3,): (82.0, 0.1, 3)}) == (0.2,)
+    assert common.best_by({("a",): (1.0, 0, 1), ("b",): (0.5, 0, 1)}, higher=False) == ("b",)
+    assert common.pm((81.234, 0.5, 3)) == "81.23 ± 0.50" and common.pm((81.234, 0.0, 1)) == "81.23"
+
+
+def test_comparable_l2_equalises_the_penalties_at_initialisation():
+    # Flax initialises Dense kernels with variance 1/fan_in, so Σ|w|/Σw² ≈ Σ n·σ·√(2/π) / Σ n·σ².
+    sizes = [(784, 8), (8, 16), (16, 10)]
+    sigma = [1 / math.sqrt(a) for a, _ in sizes]
+    expected = (sum(a * b * s * math.sqrt(2 / math.pi) for (a, b), s in zip(sizes, sigma))
+                / sum(a * b * s * s for (a, b), s in zip(sizes, sigma)))
+    l2, ratio = l1_vs_l2_weights.comparable_l2((8, 16), 1e-4)
+    assert ratio == pytest.approx(expected, rel=0.1)
+    assert l2 == float(f"{1e-4 * ratio:.2g}")
+
+
+def test_the_verdict_follows_the_numbers():
+    text = l1_vs_l2_weights.verdict({"none": 2.0, "L1": 40.0, "L2": 4.0, "L1+L2": 41.0}, 1e-3, 1e-3)
+    assert "L1 is the sparser (10.0× L2's share), as the argument predicts" in text
+    text = l1_vs_l2_weights.verdict({"none": 2.0, "L1": 3.0, "L2": 4.0, "L1+L2": 4.0}, 1e-3, 1e-3)
+    assert "here L2 came out sparser, against the argument" in text
+
+
+# ---- quick runs on synthetic data --------------------------------------------------------------------
+
+def _links(summary: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", summary)
+
+
+def test_dropout_sweep_quick_writes_results_figures_and_the_best_rate(synthetic_dir, tmp_path, capsys):
+    out = tmp_path / "dropout"
+    argv = ["dropout_sweep", "--quick", "--data-dir", str(synthetic_dir), "--train-fraction", "1", "--quiet",
+            "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Best dropout rate per training set" in printed
+    summary = (out / "summary.md").read_text()
+    doc = json.loads((out / "summary.json").read_text())
+    for label, fraction in (("subset", 0.2), ("full", 1.0)):
+        res = Results.read(out / label)
+        assert res.config["train_fraction"] == fraction
+        assert len(res.members) == 6 * 2                     # quick: 6 rates × 2 seeds
+        assert (out / label / "plots" / "learning_curves.png").is_file()
+        # The best rate by hand: highest mean validation accuracy over seeds (first of equals).
+        by_rate: dict[float, list[float]] = {}
+        for m in res.members:
+            by_rate.setdefault(m["hparams"]["dropout"], []).append(100 * m["val"]["accuracy"])
+        best = max(sorted(by_rate), key=lambda r: np.mean(by_rate[r]))
+        assert doc["numbers"][label]["best_rate"] == best
+        assert f"**{label}**: best rate **{best:g}**" in summary
+    links = _links(summary)
+    assert {"accuracy_vs_rate.png", "loss_vs_rate.png", "gap_vs_rate.png"} <= set(links)
+    assert all((out / link).is_file() for link in links)
+    assert "- mode: quick" in summary and "jaxmlp 0.1.0" in summary and "- device: " in summary
+
+
+def test_l1_vs_l2_weights_quick_states_the_measured_sparser_penalty(synthetic_dir, tmp_path):
+    out = tmp_path / "weights"
+    argv = ["l1_vs_l2_weights", "--quick", "--data-dir", str(synthetic_dir), "--train-fraction", "1",
+            "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    doc = json.loads((out / "summary.json").read_text())
+    numbers = doc["numbers"]
+    res = Results.read(out / "sweep")
+    assert sorted((m["hparams"]["l1"], m["hparams"]["l2"]) for m in res.members) == \
+        sorted((a, b) for a in (0.0, numbers["l1"]) for b in (0.0, numbers["l2"]))
+    first = numbers["first_layer_sparsity"]
+    summary = (out / "summary.md").read_text()
+    assert f"L1 left {first['L1']:.1f} % of the first layer's weights" in summary
+    expected = "L1" if first["L1"] > first["L2"] else "L2" if first["L2"] > first["L1"] else "neither"
+    assert numbers["sparser"] == expected
+    assert all((out / link).is_file() for link in _links(summary))
