@@ -150,3 +150,26 @@ def test_l1_vs_l2_weights_quick_states_the_measured_sparser_penalty(synthetic_di
     expected = "L1" if first["L1"] > first["L2"] else "L2" if first["L2"] > first["L1"] else "neither"
     assert numbers["sparser"] == expected
     assert all((out / link).is_file() for link in _links(summary))
+
+
+def test_the_verdict_explains_l2_zeros_under_adam_only_when_measured():
+    numbers = {"none": 0.9, "L1": 29.4, "L2": 14.1, "L1+L2": 28.2}
+    text = l1_vs_l2_weights.verdict(numbers, 1e-3, 1e-3, blank=13.4)
+    assert "L2 still leaves more near-zero weights than no penalty (14.1 % vs 0.9 %)" in text
+    assert "13.4 % of pixels are blank in at least 90 % of the training images" in text
+    assert "L2 still leaves" not in l1_vs_l2_weights.verdict({**numbers, "L2": 1.5}, 1e-3, 1e-3, blank=13.4)
+
+
+def test_blank_pixels_by_hand(tmp_path):
+    from jaxmlp.idx import write_idx
+
+    images = np.zeros((20, 28 * 28), np.uint8)
+    images[:, :100] = 200          # always lit
+    images[:1, 100:150] = 200      # lit in 1 of 20 images: blank in 95 % of them, counts
+    images[:3, 150:200] = 200      # lit in 3 of 20: blank in 85 %, does not count
+    labels = (np.arange(20) % 10).astype(np.uint8)
+    for split, n in (("train", 20), ("t10k", 10)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", images[:n].reshape(n, 28, 28))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels[:n])
+    expected = 100.0 * (50 + 784 - 200) / 784
+    assert l1_vs_l2_weights.blank_pixels("fashion_mnist", str(tmp_path)) == pytest.approx(expected)
