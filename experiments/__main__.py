@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from experiments import common
+from jaxmlp.hostdevices import use_one_device_per_core
 from jaxmlp.errors import UsageError
 
 
@@ -32,7 +33,7 @@ def listing() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments`` (and of ``jaxmlp experiment``); returns the exit code."""
-    common.host_devices()
+    use_one_device_per_core()
     try:
         args = common.build_parser().parse_args(argv)
         if args.all and args.name:

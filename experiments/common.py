@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from jaxmlp.errors import UsageError
+from jaxmlp.hostdevices import use_one_device_per_core
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -91,15 +92,6 @@ def options_from_args(args: argparse.Namespace, out: Path | None) -> Options:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     return Options(quick=args.quick, out=out, dataset=args.dataset, data_dir=args.data_dir,
                    train_fraction=args.train_fraction, epochs=args.epochs, progress=not args.quiet)
-
-
-def host_devices() -> None:
-    """One XLA host device per core, as ``jaxmlp`` itself does, unless the user chose (sweeps shard
-    their members over them). Must run before jax is imported; GPUs and TPUs ignore it."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in flags:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
 
 
 # ---- a study while it runs -------------------------------------------------------------------------
@@ -466,7 +458,7 @@ def _json_default(v: Any) -> Any:
 
 def study_main(name: str, argv: Sequence[str] | None = None) -> int:
     """``python -m experiments.<name> [flags]``."""
-    host_devices()
+    use_one_device_per_core()
     try:
         args = build_parser(name).parse_args(argv)
         run_study(name, options_from_args(args, Path(args.out) if args.out else None))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from jaxmlp.errors import UsageError
+from jaxmlp.hostdevices import use_one_device_per_core
 
 EXIT_USAGE = 2
 
@@ -163,20 +164,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _host_devices() -> None:
-    """One XLA host device per core unless the user chose: sharding the member axis over per-core
-    CPU devices beat one device with all threads by about 30 % here (see benchmarks/). Must run before
-    jax is imported; it does nothing on GPUs and TPUs, whose devices jax uses instead."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxmlp`` console command."""
-    if "jax" not in sys.modules:
-        _host_devices()
+    use_one_device_per_core()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["experiment"]:  # the studies parse their own flags and print their own errors
         from experiments.__main__ import main as experiments_main

@@ -1,8 +1,9 @@
 """Flax modules (an MLP and a small CNN) whose dropout rate is an array argument.
 
 Flax's own ``nn.Dropout`` branches on ``if rate == 0`` in Python, which fails when the rate is a traced
-value that differs per sweep member, so :func:`dropout` is written here on uniform draws: members that
-share a key (same seed) share the draws and differ only in the threshold — common random numbers.
+value that differs per sweep member, so :func:`dropout` is written here on random draws compared with a
+threshold: members that share a key (same seed) share the draws and differ only in the threshold —
+common random numbers.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def dropout(x: jax.Array, rate: jax.Array, key: jax.Array | None) -> jax.Array:
     """Inverted dropout: zero each unit with probability `rate`, scale survivors by 1/(1-rate).
 
-    `rate` may be a traced scalar in [0, 1); rate 0 is the identity. With ``key=None`` (evaluation) `x`
-    is returned unchanged.
+    `rate` may be a traced scalar in [0, 1) (resolved to 2⁻¹⁶); rate 0 is the identity. With ``key=None``
+    (evaluation) `x` is returned unchanged. Each unit's draw is 16 bits, two to a 32-bit threefry word:
+    on a CPU the draws cost about a tenth of an MLP step, and this halves them.
     """
     if key is None:
         return x
-    rate = jnp.asarray(rate, x.dtype)  # a Python float works too (it has no .astype)
-    keep = jax.random.uniform(key, x.shape, x.dtype) >= rate
+    rate = jnp.asarray(rate, x.dtype)  # a Python float works too
+    n = x.size
+    words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+    draws = jnp.concatenate([words >> 16, words & 0xFFFF])[:n].reshape(x.shape)
+    keep = draws >= jnp.round(rate * 65536.0).astype(jnp.uint32)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
 
 
