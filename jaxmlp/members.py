@@ -232,7 +232,8 @@ def setup_for(config: SweepConfig, group: Group, n_train: int) -> train.Setup:
     model = models.make_model(st["arch"], st["hidden"], st["activation"], st["batch_norm"])
     steps = config.epochs * -(-n_train // st["batch_size"])
     return train.Setup(model, st["optimizer"], st["batch_size"], config.patience,
-                       lr_schedule=config.lr_schedule, total_steps=steps)
+                       lr_schedule=config.lr_schedule, total_steps=steps,
+                       use_l1=any(v > 0 for v in config.l1), use_l2=any(v > 0 for v in config.l2))
 
 
 def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -> GroupProgram:

@@ -71,17 +71,20 @@ def schedule(name: str, total_steps: int) -> optax.Schedule | None:
 
 
 def make_optimizer(name: str, learning_rate: jax.Array | float = 1e-3, l2: jax.Array | float = 0.0,
-                   lr_schedule: str = "constant", total_steps: int = 0) -> optax.GradientTransformation:
+                   lr_schedule: str = "constant", total_steps: int = 0,
+                   use_l2: bool = True) -> optax.GradientTransformation:
     """An optax chain ``L2 term → optimizer [→ schedule]`` whose learning rate and λ₂ live in its state.
 
     The values given here only seed ``init``; ``update`` reads them from the state, so one transform
-    built with placeholder values updates every member of a sweep.
+    built with placeholder values updates every member of a sweep. ``use_l2=False`` leaves the L2 term
+    out of the program (for sweeps whose λ₂ are all 0: adding 2·0·w changes nothing but costs a pass).
     """
     base = _BASE[check_name(name)]
     multiplier = schedule(lr_schedule, total_steps)
 
     def chain(learning_rate, l2):
-        parts = [optax.add_decayed_weights(2.0 * l2, mask=weight_matrices), base(learning_rate)]
+        parts = [optax.add_decayed_weights(2.0 * l2, mask=weight_matrices)] if use_l2 else []
+        parts.append(base(learning_rate))
         if multiplier is not None:
             parts.append(optax.scale_by_schedule(multiplier))
         return optax.chain(*parts)

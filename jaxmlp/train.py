@@ -39,10 +39,15 @@ class Setup:
     eval_batch: int = 500
     lr_schedule: str = "constant"  # see jaxmlp.optim.schedule
     total_steps: int = 0           # optimizer steps in the whole run (for the schedule)
+    # False when every member's λ is 0: the term is then left out of the program. The numbers are the
+    # same (it would add exact zeros); the passes over the parameters it costs are saved.
+    use_l1: bool = True
+    use_l2: bool = True
 
     @property
     def tx(self) -> optax.GradientTransformation:
-        return optim.make_optimizer(self.optimizer, lr_schedule=self.lr_schedule, total_steps=self.total_steps)
+        return optim.make_optimizer(self.optimizer, lr_schedule=self.lr_schedule, total_steps=self.total_steps,
+                                    use_l2=self.use_l2)
 
 
 def member_key(seed: jax.Array, fold: jax.Array | int = 0) -> jax.Array:
@@ -59,7 +64,7 @@ def init(setup: Setup, hp: dict[str, jax.Array], key: jax.Array) -> State:
     """A fresh member state: variables, optimizer state and early-stopping bookkeeping."""
     variables = models.init(setup.model, jax.random.fold_in(key, 0), INPUT_SHAPE)
     opt_state = optim.make_optimizer(setup.optimizer, hp["lr"], hp["l2"], setup.lr_schedule,
-                                     setup.total_steps).init(variables["params"])
+                                     setup.total_steps, setup.use_l2).init(variables["params"])
     return {
         "variables": variables,
         "opt_state": opt_state,
@@ -114,7 +119,7 @@ def _loss(setup, params, stats, hp, x, y, w, key):
     logits, new_stats = models.apply(setup.model, {"params": params, **stats}, x, hp["dropout"], key, True)
     ce, correct = _weighted_metrics(logits, y, w)
     total = w.sum()
-    loss = ce / total + optim.l1_penalty(params, hp["l1"])
+    loss = ce / total + (optim.l1_penalty(params, hp["l1"]) if setup.use_l1 else 0.0)
     return loss, (ce, correct, new_stats)
 
 
