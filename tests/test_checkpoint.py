@@ -41,7 +41,7 @@ from jaxmlp.run import run_sweep
 EPOCHS = 6
 # 4 members in chunks of 2 (two units per group, so "mid-epoch" exists); lr 0.1 with seed 0 stops early
 # (patience 2), so best-epoch variables differ from the last ones.
-FLAGS = ["--hidden", "16", "--dropout", "0.3", "--seed", "0,1", "--lr", "0.03,0.1", "--epochs", str(EPOCHS),
+FLAGS = ["--hidden", "16", "--dropout", "0.3", "--seed", "0,1", "--lr", "0.03,0.3", "--epochs", str(EPOCHS),
          "--patience", "2", "--batch-size", "32", "--chunk-size", "2", "--train-fraction", "0.3",
          "--quiet", "--no-plots"]
 
@@ -257,7 +257,7 @@ def test_other_settings_are_refused_by_name_and_new_run_discards(sub, reference,
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"jaxmlp: error: {ckpt} holds checkpoints of a different sweep (--epochs 6 in the checkpoint, "
-                   "2 now; --lr 0.03,0.1 in the checkpoint, 0.01 now); use --new-run to discard them, "
+                   "2 now; --lr 0.03,0.3 in the checkpoint, 0.01 now); use --new-run to discard them, "
                    "or another --checkpoint-dir")
     assert complete_steps(ckpt) == [4, 5, 6]
 

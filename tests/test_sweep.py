@@ -26,10 +26,13 @@ from jaxmlp.run import run_sweep
 
 BASE = dict(hidden=[(16,)], batch_size=[32], epochs=3, activation=["tanh"])
 DROPOUTS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]
-# Measured max |difference| between a member of a sweep and the same member alone (this machine, 2026-11):
-# parameters 4.3e-6 (Adam amplifies rounding noise where gradients are tiny), losses 2.4e-7. Tolerances
-# keep a >= 20x margin and stay >= 50x below the parameter gap between two different members (checked).
-PARAM_ATOL = 1e-4
+# Measured |difference| between a member of a sweep and the same member alone (this machine, 2026-11,
+# 12,730 weights): 99.9 % of weights within 8e-7, losses within 3e-8; but Adam divides by the root of
+# tiny squared gradients, so a reduction-order difference in a near-zero gradient can move a single
+# weight by up to ~lr a step (max seen 1.1e-4, one weight of 12,730). Hence a two-part tolerance: 99.9 %
+# of weights within PARAM_ATOL (>= 10x margin), every weight within PARAM_MAX; two different members differ
+# in their 99.9 % quantile by far more than 50x PARAM_ATOL (checked).
+PARAM_ATOL, PARAM_MAX = 1e-5, 5e-4
 LOSS_RTOL, LOSS_ATOL = 1e-5, 1e-5
 N_SAMPLES = {"train": 540, "val": 60, "test": 200}   # of the synthetic split: one sample of accuracy
 
@@ -52,10 +55,20 @@ def runs(synthetic_dir):
     return get
 
 
-def max_param_diff(a, b) -> float:
-    diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a, b)
+def param_diffs(a, b) -> np.ndarray:
+    """|a - b| of every weight of two variable trees, flattened."""
     assert jax.tree.structure(a) == jax.tree.structure(b)
-    return max(jax.tree.leaves(diffs))
+    diffs = jax.tree.map(lambda x, y: np.abs(np.asarray(x) - np.asarray(y)).ravel(), a, b)
+    return np.concatenate(jax.tree.leaves(diffs))
+
+
+def max_param_diff(a, b) -> float:
+    return float(param_diffs(a, b).max())
+
+
+def bulk_param_diff(a, b) -> float:
+    """The 99.9 % quantile of |a - b| over all weights."""
+    return float(np.quantile(param_diffs(a, b), 0.999))
 
 
 def assert_same_member(sweep: Results, i: int, alone: Results, j: int = 0) -> None:
@@ -64,7 +77,8 @@ def assert_same_member(sweep: Results, i: int, alone: Results, j: int = 0) -> No
     assert a["hparams"] == b["hparams"]
     assert (a["best_epoch"], a["epochs_run"], a["stopped_early"]) == (b["best_epoch"], b["epochs_run"],
                                                                       b["stopped_early"])
-    assert max_param_diff(sweep.variables[i], alone.variables[j]) <= PARAM_ATOL
+    assert bulk_param_diff(sweep.variables[i], alone.variables[j]) <= PARAM_ATOL
+    assert max_param_diff(sweep.variables[i], alone.variables[j]) <= PARAM_MAX
     for split in ("val", "test"):
         np.testing.assert_allclose(a[split]["loss"], b[split]["loss"], rtol=LOSS_RTOL, atol=LOSS_ATOL)
         assert_close_accuracy(a[split]["accuracy"], b[split]["accuracy"], split)
@@ -96,7 +110,7 @@ def test_dropout_sweep_members_equal_solo_runs(runs):
     assert [m["index"] for m in sweep.members] == list(range(6))
     assert_same_member(sweep, DROPOUTS.index(0.1), runs(dropout=[0.1]))
     # Sanity: the comparison can fail — members with other rates really differ.
-    assert max_param_diff(sweep.variables[1], sweep.variables[4]) > 50 * PARAM_ATOL
+    assert bulk_param_diff(sweep.variables[1], sweep.variables[4]) > 50 * PARAM_ATOL
 
 
 def test_seed_by_lr_grid_members_equal_solo_runs(runs):
@@ -106,7 +120,7 @@ def test_seed_by_lr_grid_members_equal_solo_runs(runs):
         (0, 1e-3), (0, 3e-3), (1, 1e-3), (1, 3e-3)]
     assert_same_member(grid, 0, runs(dropout=[0.1]))
     assert_same_member(grid, 3, runs(seed=[1], lr=[3e-3], dropout=[0.1]))
-    assert max_param_diff(grid.variables[0], grid.variables[2]) > 50 * PARAM_ATOL   # seeds differ
+    assert bulk_param_diff(grid.variables[0], grid.variables[2]) > 50 * PARAM_ATOL   # seeds differ
 
 
 def test_member_does_not_depend_on_sweep_size_or_order(runs):
