@@ -139,8 +139,8 @@ def test_cnn_shapes(batch_norm):
     model = models.make_model("cnn", (32,), batch_norm=batch_norm)
     variables, logits = _shapes(model, 2, train=True)
     params = variables["params"]
-    assert params["Conv_0"]["kernel"].shape == (3, 3, 1, 32)
-    assert params["Conv_1"]["kernel"].shape == (3, 3, 32, 64)
+    assert params["Conv3x3_0"]["kernel"].shape == (3, 3, 1, 32)
+    assert params["Conv3x3_1"]["kernel"].shape == (3, 3, 32, 64)
     assert params["Dense_0"]["kernel"].shape == (7 * 7 * 64, 32)
     assert params["Dense_1"]["kernel"].shape == (32, 10)
     assert ("batch_stats" in variables) == batch_norm
@@ -162,3 +162,21 @@ def test_model_dropout_rate_is_vmappable():
     plain = jax.jit(logits)(jnp.float32(0.0), None)
     np.testing.assert_allclose(out[0], np.asarray(plain), rtol=1e-6, atol=1e-6)
     assert not np.allclose(out[1], out[0]) and not np.allclose(out[2], out[1])
+
+
+def test_conv3x3_and_pool_equal_flax_conv_and_max_pool():
+    """The im2col convolution and reshape pooling give nn.Conv's and nn.max_pool's numbers, and gradients."""
+    import flax.linen as nn
+
+    from jaxmlp.models import Conv3x3, max_pool_2x2
+
+    x = jax.random.normal(jax.random.key(1), (2, 14, 14, 5))
+    ours, ref = Conv3x3(7), nn.Conv(7, (3, 3))
+    params = ours.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref.init(jax.random.key(2), x))
+    np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-5, atol=1e-5)
+    g_ours = jax.grad(lambda p: jnp.sum(jnp.sin(ours.apply(p, x))))(params)
+    g_ref = jax.grad(lambda p: jnp.sum(jnp.sin(ref.apply(p, x))))(params)
+    for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
