@@ -368,3 +368,31 @@ def test_checkpoint_saved_on_two_devices_restores_on_one(sub, tmp_path, capsys):
     for a, b in zip(one.members, two.members, strict=True):
         assert (a["best_epoch"], a["epochs_run"], a["val"]) == (b["best_epoch"], b["epochs_run"], b["val"])
         assert a["test"]["loss"] == pytest.approx(b["test"]["loss"], rel=1e-5)
+
+
+# ---- the issue's bar: 22 members, 6 epochs, killed at 5 points -----------------------------------------
+
+BAR_FLAGS = ["--hidden", "16", "--dropout", "0.01:0.99:22", "--epochs", str(EPOCHS), "--patience", "2",
+             "--batch-size", "32", "--chunk-size", "11", "--train-fraction", "0.3", "--quiet", "--no-plots"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hook", ["mid:2", "save:2", "mid:4", "save:5", "mid:6"])
+def test_22_member_sweep_killed_anywhere_resumes_exactly(sub, tmp_path_factory, hook):
+    """SIGKILL a 22-member, 6-epoch sweep (two chunks of 11, so "mid-epoch" is between them) in the middle
+    of an epoch or of a checkpoint's write; the rerun trains no epoch that a complete checkpoint holds and
+    ends with results.json and history.jsonl equal to an uninterrupted run's, field by field."""
+    cache = tmp_path_factory.getbasetemp() / "bar_reference"
+    if not (cache / "run" / "results.json").exists():
+        proc = run(sub, sweep_args(sub, cache / "run", cache / "ckpt", flags=BAR_FLAGS), plain=True)
+        assert proc.returncode == 0, proc.stderr
+    tmp = tmp_path_factory.mktemp("bar")
+    out, ckpt = tmp / "run", tmp / "ckpt"
+    args = sweep_args(sub, out, ckpt, flags=BAR_FLAGS)
+    run_killed(sub, args, hook, tmp / "killed.log", tmp / "marker")
+    saved = complete_steps(ckpt) if ckpt.exists() else []
+    proc = run(sub, args, log=tmp / "resumed.log")
+    assert proc.returncode == 0, proc.stderr
+    assert epochs_trained(tmp / "resumed.log") == list(range(max(saved, default=0) + 1, EPOCHS + 1))
+    assert len(Results.read(out).members) == 22
+    assert_same_run(out, cache / "run")
