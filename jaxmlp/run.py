@@ -73,7 +73,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
 
     bar = tqdm(total=config.epochs, initial=state.epoch, desc=name or "sweep", unit="epoch",
                disable=not progress, dynamic_ncols=True)
-    train_s, samples = 0.0, 0
+    train_s, checkpoint_s, samples = 0.0, 0.0, 0
     # Samples one epoch trains, per member (members of a group share the dataset and split).
     member_samples = [prep.data[g.static["dataset"]].n_train for g in prep.groups for _ in range(g.size)]
     try:
@@ -86,19 +86,26 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
             if history_path is not None:
                 results.append_history(history_path, record)
             if ckpt is not None:
+                t0 = time.perf_counter()
                 ckpt.save(prep, state)
+                checkpoint_s += time.perf_counter() - t0
             bar.update(1)
             bar.set_postfix(_postfix(record))
     finally:
         bar.close()
         if ckpt is not None:
+            t0 = time.perf_counter()
             ckpt.wait()
+            checkpoint_s += time.perf_counter() - t0
 
     res = results.Results(
         config=config.to_dict(),
         members=members_lib.member_records(prep, state),
         history=state.history,
+        # train_s: the epochs alone; checkpoint_s: what saving blocked (the copy to the host, and waiting
+        # for the last write), so train_s + checkpoint_s is the loop's wall time.
         timing={"compile_s": round(sum(p.compile_s for p in prep.programs), 3), "train_s": round(train_s, 3),
+                "checkpoint_s": round(checkpoint_s, 3),
                 "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},
         versions=results.versions(),
         devices=[str(d) for d in members_lib.local_devices(config)],
