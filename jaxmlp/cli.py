@@ -7,6 +7,7 @@ after the arguments are parsed, so that host-device settings (XLA_FLAGS) can sti
 from __future__ import annotations
 
 import argparse
+import shlex
 import os
 import sys
 from pathlib import Path
@@ -141,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 
     res = run_sweep(config, out, progress=not args.quiet, checkpoint_dir=ckpt_dir, resume=args.resume,
                     new_run=args.new_run, checkpoint_every=args.checkpoint_every, keep=args.keep,
-                    plots=not args.no_plots, name=out.name)
+                    plots=not args.no_plots, name=out.name, command=shlex.join(["jaxmlp", *args.argv]))
     best = res.best()
     print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best test accuracy "
           f"{best['test']['accuracy']:.4f} (member {best['index']}); results in {out}/")
@@ -174,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return experiments_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv
         handler = {"train": _run, "sweep": _run, "plot": _plot, "evaluate": _evaluate}[args.command]
         return handler(args)
     except UsageError as e:

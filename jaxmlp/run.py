@@ -46,7 +46,8 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
 def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, progress: bool = True,
               checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
               new_run: bool = False, checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
-              name: str | None = None, keep_variables: bool = False) -> results.Results:
+              name: str | None = None, keep_variables: bool = False,
+              command: str | None = None) -> results.Results:
     """Train every member of `config`; write the run directory `out` (if given) and return the results.
 
     With `checkpoint_dir`, the sweep state is saved every `checkpoint_every` epochs and at the last
@@ -111,6 +112,8 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         devices=[str(d) for d in members_lib.local_devices(config)],
     )
     res.config["data_source"] = {k: v.source for k, v in prep.data.items()}
+    if command:
+        res.config["command"] = command   # the command line that made this run (from the CLI)
     if keep_variables:
         res.variables = members_lib.member_variables(prep, state)
     if out is not None:

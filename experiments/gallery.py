@@ -1,0 +1,165 @@
+"""Write the README's figures from result files: the study gallery, the benchmark table, the bar runs.
+
+Nothing in those README sections is typed by hand: this reads ``runs/<study>/summary.json`` (written by
+each study), ``benchmarks/results/<machine>.json`` (written by ``benchmarks/sweep_speed.py``) and the
+``results.json`` of run directories made by the ``jaxmlp`` command (which records its own command line),
+copies each study's main figure to ``experiments/gallery/`` and replaces the text between the
+``<!-- NAME:start -->`` / ``<!-- NAME:end -->`` markers of README.md.
+
+    python -m experiments.gallery [--runs runs] [--bars runs/bars/*] [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+GALLERY = Path(__file__).resolve().parent / "gallery"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.2f} %"
+
+
+def _dropout(n: dict) -> str:
+    f, s = n["full"], n["subset"]
+    return (f"best rate {f['best_rate']:g} on the full set: test {_pct(f['best_test_accuracy'])}; on the 5 % "
+            f"subset best rate {s['best_rate']:g}: {_pct(s['best_test_accuracy'])} (mean of 3 seeds)")
+
+
+def _lambda(n: dict) -> str:
+    f = n["full"]
+    return (f"full set, no penalty: test {_pct(f['baseline_test_accuracy'])}; best L1 λ "
+            f"{f['L1']['best_lambda']:g}: {_pct(f['L1']['best_test_accuracy'])}; best L2 λ "
+            f"{f['L2']['best_lambda']:g}: {_pct(f['L2']['best_test_accuracy'])}")
+
+
+def _weights(n: dict) -> str:
+    s = n["first_layer_sparsity"]
+    return (f"first-layer weights with |w| < {n['threshold']:g}: L1 {_pct(s['L1'])}, L2 "
+            f"{_pct(s['L2'])}, none {_pct(s['none'])}: {n['sparser']} is sparser")
+
+
+def _generic(n: dict) -> str:
+    """The first few scalar numbers of a study's summary."""
+    flat = []
+
+    def walk(prefix: str, x: Any) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(f"{prefix}{k} ", v)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            flat.append(f"{prefix.strip()}: {x:.4g}")
+        elif isinstance(x, str):
+            flat.append(f"{prefix.strip()}: {x}")
+
+    walk("", n)
+    return "; ".join(flat[:4])
+
+
+# study -> (main figure in runs/<study>/, headline from summary.json's numbers)
+STUDIES: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "dropout_sweep": ("accuracy_vs_rate.png", _dropout),
+    "l1_l2_lambda": ("accuracy_vs_lambda.png", _lambda),
+    "l1_vs_l2_weights": ("first_layer_histograms.png", _weights),
+    "depth_and_regularizers": ("learning_curves.png", _generic),
+    "optimizers_lr_batch": ("heatmaps.png", _generic),
+    "kfold": ("fold_accuracy.png", _generic),
+    "cnn": ("accuracy.png", _generic),
+}
+
+
+def gallery(runs: Path) -> str:
+    """Markdown for every study with a full-settings summary under `runs` (figures copied to gallery/)."""
+    GALLERY.mkdir(exist_ok=True)
+    parts = []
+    for study, (figure, headline) in STUDIES.items():
+        path = runs / study / "summary.json"
+        if not path.is_file():
+            parts.append(f"### {study}\n\nNot run yet with full settings: `python -m experiments.{study}`.\n")
+            continue
+        s = json.loads(path.read_text())
+        pngs = [figure] if (runs / study / figure).is_file() else sorted(p.name for p in (runs / study).glob("*.png"))
+        image = ""
+        if pngs:
+            shutil.copyfile(runs / study / pngs[0], GALLERY / f"{study}.png")
+            image = f"![{study}](experiments/gallery/{study}.png)\n\n"
+        try:
+            line = headline(s["numbers"])
+        except (KeyError, TypeError):
+            line = _generic(s["numbers"])
+        parts.append(f"### {study}: {s['title']}\n\n{image}**{line}.** `python -m experiments.{study}` "
+                     f"({s['mode']} settings, {s['dataset']}, {s['wall_s']:.0f} s on {s['device']}; "
+                     f"details in `runs/{study}/summary.md`).\n")
+    return "\n".join(parts)
+
+
+def benchmarks(results: Path) -> str:
+    """A table of every benchmarks/results/*.json."""
+    rows = []
+    for path in sorted(results.glob("*.json")):
+        b = json.loads(path.read_text())
+        for model, r in b["models"].items():
+            rows.append(f"| {b['machine']} | {model} | {r['sweep_epoch_s']:.3f} | "
+                        f"{r.get('loop_epoch_s', float('nan')):.3f} | {r.get('sweep_over_loop', float('nan')):.1f}× | "
+                        f"{r['member_samples_per_s'] / 1e6:.2f} | {r['flops_per_s'] / 1e9:.0f} | "
+                        f"{b['matmul_peak_flops'] / 1e9:.0f} | {r['fraction_of_peak']:.2f} | "
+                        f"{r.get('single_member_epoch_s', float('nan')):.3f} |")
+        extra = []
+        if "big_1024" in b:
+            extra.append(f"1,024 tiny members in {b['big_1024']['units']} chunks: "
+                         f"{b['big_1024']['epoch_s']:.1f} s an epoch")
+        if "checkpoint_every_epoch" in b:
+            c = b["checkpoint_every_epoch"]
+            extra.append(f"checkpoint every epoch: {100 * c['overhead']:+.1f} % "
+                         f"({c['train_s_with']:.2f} s vs {c['train_s_without']:.2f} s)")
+        extra.append(f"peak memory {b['peak_rss_gib']:.2f} GiB")
+        rows.append(f"| {b['machine']} | | {'; '.join(extra)} | | | | | | | |")
+    head = ("| machine | model | sweep s/epoch | loop s/epoch | sweep vs loop | M member-samples/s | GFLOP/s "
+            "| matmul peak GFLOP/s | of peak | one member s/epoch |\n|---|---|---|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows) + "\n"
+
+
+def bars(run_dirs: list[Path]) -> str:
+    """One row per run directory: its command, members, best member's test accuracy, timing."""
+    rows = ["| command | members | best test accuracy | train s | devices |", "|---|---|---|---|---|"]
+    for d in run_dirs:
+        r = json.loads((d / "results.json").read_text())
+        best = max(r["members"], key=lambda m: m["test"]["accuracy"])
+        command = r["config"].get("command", "(not from the jaxmlp command)")
+        rows.append(f"| `{command}` | {len(r['members'])} | {best['test']['accuracy']:.4f} | "
+                    f"{r['timing']['train_s']:.1f} | {len(r['devices'])} × {r['devices'][0].split(':')[0]} |")
+    return "\n".join(rows) + "\n"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README has no <!-- {name}:start --> ... <!-- {name}:end --> markers")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=Path, default=ROOT / "runs")
+    p.add_argument("--bars", type=Path, nargs="*", default=[], help="run directories of the bar commands")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = p.parse_args(argv)
+    text = args.readme.read_text()
+    text = replace_section(text, "gallery", gallery(args.runs))
+    text = replace_section(text, "benchmarks", benchmarks(ROOT / "benchmarks" / "results"))
+    if args.bars:
+        text = replace_section(text, "bars", bars(args.bars))
+    args.readme.write_text(text)
+    print(f"updated {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
