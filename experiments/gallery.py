@@ -132,7 +132,7 @@ def bars(run_dirs: list[Path]) -> str:
     for d in run_dirs:
         r = json.loads((d / "results.json").read_text())
         best = max(r["members"], key=lambda m: m["test"]["accuracy"])
-        command = r["config"].get("command", "(not from the jaxmlp command)")
+        command = r.get("command", "(not from the jaxmlp command)")
         rows.append(f"| `{command}` | {len(r['members'])} | {best['test']['accuracy']:.4f} | "
                     f"{r['timing']['train_s']:.1f} | {len(r['devices'])} × {r['devices'][0].split(':')[0]} |")
     return "\n".join(rows) + "\n"

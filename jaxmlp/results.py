@@ -31,6 +31,7 @@ class Results:
     versions: dict[str, str] = field(default_factory=dict)
     devices: list[str] = field(default_factory=list)
     variables: list[Any] | None = None   # per-member final variables (numpy), only when asked for; not written
+    command: str | None = None           # the command line that made the run, when the CLI did
 
     def best(self, metric: str = "accuracy", split: str = "test") -> dict[str, Any]:
         """The member with the highest ``split`` ``metric`` (lowest, for a loss)."""
@@ -38,8 +39,11 @@ class Results:
         return max(self.members, key=lambda m: sign * m[split][metric])
 
     def to_json(self) -> dict[str, Any]:
-        return {"config": self.config, "members": self.members, "timing": self.timing,
-                "versions": self.versions, "devices": self.devices}
+        out = {"config": self.config, "members": self.members, "timing": self.timing,
+               "versions": self.versions, "devices": self.devices}
+        if self.command:
+            out["command"] = self.command
+        return out
 
     def write(self, out: str | os.PathLike) -> Path:
         """Write results.json, results.csv and history.jsonl into `out` (atomically, file by file)."""
@@ -64,7 +68,7 @@ class Results:
         except (json.JSONDecodeError, OSError) as e:
             raise UsageError(f"cannot read {path}: {e}; the run directory is damaged") from None
         return cls(d["config"], d["members"], history, d.get("timing", {}), d.get("versions", {}),
-                   d.get("devices", []))
+                   d.get("devices", []), command=d.get("command"))
 
 
 def versions() -> dict[str, str]:

@@ -112,8 +112,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         devices=[str(d) for d in members_lib.local_devices(config)],
     )
     res.config["data_source"] = {k: v.source for k, v in prep.data.items()}
-    if command:
-        res.config["command"] = command   # the command line that made this run (from the CLI)
+    res.command = command
     if keep_variables:
         res.variables = members_lib.member_variables(prep, state)
     if out is not None:
