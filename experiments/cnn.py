@@ -17,10 +17,9 @@ NAME = "cnn"
 TITLE = "A small CNN (32/64 3×3 convs, dense 128) with and without dropout vs the MLP, same epochs"
 ABOUT = "CNN (conv 32/64 3x3 + max-pool, dense 128) with/without dropout vs MLP 784-512-64-10, same epochs"
 
-# Measured here (2 shared cores, jaxmlp as of this writing): ~310 s per CNN member-epoch on the full
-# training set, so the full study takes about 2 × 10 × 310 s ≈ 1 h 45 min (less if early stopping ends
-# it sooner); the MLP takes about a minute. Ten epochs: the budget at which CNNs of this size usually
-# pass the target (not yet checked here with a full run).
+# Measured here (2 cores, full settings): 29 s an epoch for the two CNN members together (the convolution
+# is one matmul over shifted copies, jaxmlp.models.Conv3x3), 0.8 s for the MLP; the whole study about
+# 5 minutes. Ten epochs: 92.8 % test accuracy for the CNN without dropout in that run.
 FULL = {"cnn_hidden": (128,), "mlp_hidden": (512, 64), "dropouts": [0.0, 0.25], "optimizer": "adam",
         "lr": 1e-3, "batch_size": 128, "seeds": [0], "epochs": 10, "patience": 3, "share": 1.0,
         "target": 91.5}
@@ -34,9 +33,9 @@ def run(study: common.Study) -> None:
     shared = dict(dropout=s["dropouts"], optimizer=[s["optimizer"]], lr=[s["lr"]], batch_size=[s["batch_size"]],
                   seed=s["seeds"], epochs=s["epochs"], patience=s["patience"],
                   train_fraction=study.fraction(s["share"]))
-    # One device, one member at a time: measured here, a CNN epoch ran 2.4× slower with its two members
-    # sharded over the two per-core host devices (one thread each), and vmapping convolutions over
-    # members turns them into grouped convolutions, which a CPU runs no faster than one after another.
+    # One device, one member at a time: measured here with XLA's own convolution, a CNN epoch ran 2.4×
+    # slower with its two members sharded over the two per-core host devices (one thread each). Not
+    # measured again since the convolution became a matmul (Conv3x3).
     sweeps = {"cnn": study.sweep("cnn", study.config(arch=["cnn"], hidden=[s["cnn_hidden"]], devices=1,
                                                      member_block=1, **shared)),
               "mlp": study.sweep("mlp", study.config(arch=["mlp"], hidden=[s["mlp_hidden"]], **shared))}

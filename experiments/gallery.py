@@ -46,6 +46,22 @@ def _weights(n: dict) -> str:
             f"{_pct(s['L2'])}, none {_pct(s['none'])}: {n['sparser']} is sparser")
 
 
+def _kfold(n: dict) -> str:
+    return (f"5-fold cross-validation accuracy {n['cv_mean']:.2f} ± {n['cv_std']:.2f} %; the model retrained "
+            f"on all training data: test {_pct(n['retrained_test_accuracy'])}")
+
+
+def _optimizers(n: dict) -> str:
+    b, d = n["best"], n["deeper"]
+    return (f"best {b['optimizer']}, lr {b['lr']:g}, batch {b['batch_size']}: test {_pct(b['test_accuracy'])}; "
+            f"the deeper 784-{'-'.join(map(str, d['hidden']))}-10 with it: {_pct(d['test_accuracy'])}")
+
+
+def _cnn(n: dict) -> str:
+    return (f"best CNN: test {_pct(n['best_cnn_test_accuracy'])} (target {n['target']:g} %); best MLP "
+            f"784-512-64-10 on the same epochs: {_pct(n['best_mlp_test_accuracy'])}")
+
+
 def _generic(n: dict) -> str:
     """The first few scalar numbers of a study's summary."""
     flat = []
@@ -69,9 +85,9 @@ STUDIES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "l1_l2_lambda": ("accuracy_vs_lambda.png", _lambda),
     "l1_vs_l2_weights": ("first_layer_histograms.png", _weights),
     "depth_and_regularizers": ("learning_curves.png", _generic),
-    "optimizers_lr_batch": ("heatmaps.png", _generic),
-    "kfold": ("fold_accuracy.png", _generic),
-    "cnn": ("accuracy.png", _generic),
+    "optimizers_lr_batch": ("heatmaps_test_accuracy.png", _optimizers),
+    "kfold": ("folds.png", _kfold),
+    "cnn": ("cnn_vs_mlp_curves.png", _cnn),
 }
 
 
