@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         ckpt = checkpoint.Checkpointer(checkpoint_dir, config, every=checkpoint_every, keep=keep)
         ckpt.check(resume, new_run)
     prep = members_lib.prepare(config)
+    if progress:
+        print(f"jaxmlp: {members_lib.describe_layout(prep)}", file=sys.stderr)
     state = ckpt.restore(prep) if ckpt is not None else None
     state = state or members_lib.initial_state(prep)
     history_path = None
