@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import os
 import sys
 from pathlib import Path
 from typing import Sequence

@@ -15,7 +15,6 @@ repeat the last real one and are dropped from every result.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
