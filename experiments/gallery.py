@@ -62,6 +62,12 @@ def _cnn(n: dict) -> str:
             f"784-512-64-10 on the same epochs: {_pct(n['best_mlp_test_accuracy'])}")
 
 
+def _depth(n: dict) -> str:
+    arch, best = max(n.items(), key=lambda kv: kv[1]["best_test_accuracy"])
+    return (f"best {arch} with {best['best_regulariser']} (lr {best['best_lr']:g}): test "
+            f"{_pct(best['best_test_accuracy'])}, plain {_pct(best['plain_test_accuracy'])}")
+
+
 def _generic(n: dict) -> str:
     """The first few scalar numbers of a study's summary."""
     flat = []
@@ -84,7 +90,7 @@ STUDIES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "dropout_sweep": ("accuracy_vs_rate.png", _dropout),
     "l1_l2_lambda": ("accuracy_vs_lambda.png", _lambda),
     "l1_vs_l2_weights": ("first_layer_histograms.png", _weights),
-    "depth_and_regularizers": ("learning_curves.png", _generic),
+    "depth_and_regularizers": ("test_accuracy_by_regulariser.png", _depth),
     "optimizers_lr_batch": ("heatmaps_test_accuracy.png", _optimizers),
     "kfold": ("folds.png", _kfold),
     "cnn": ("cnn_vs_mlp_curves.png", _cnn),
