@@ -127,11 +127,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jaxmlp.run import check_out_dir
-
     config = config_from_args(args)
     out = Path(args.out or f"runs/{args.command}")
-    check_out_dir(out)
     if args.checkpoint_every < 1 or args.keep < 1:
         raise UsageError("--checkpoint-every and --keep must be at least 1")
     from jaxmlp.checkpoint import default_dir

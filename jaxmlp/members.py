@@ -121,17 +121,21 @@ class Unit:
         return len(self.streams), len(self.hparams)
 
 
-def member_bytes(group: Group, n_pool: int) -> int:
+def _n_weights(group: Group) -> int:
+    """Weight-matrix entries of one member's model (what its optimizer state scales with)."""
+    hidden = list(group.static["hidden"])
+    if group.static["arch"] == "cnn":
+        return 3 * 3 * 32 + 3 * 3 * 32 * 64 + 7 * 7 * 64 * hidden[0] + sum(
+            a * b for a, b in zip(hidden, hidden[1:] + [10]))
+    widths = [28 * 28] + hidden + [10]
+    return sum(a * b for a, b in zip(widths, widths[1:]))
+
+
+def member_bytes(group: Group) -> int:
     """A rough upper estimate of the memory one member needs while training (for chunking)."""
     hidden = list(group.static["hidden"])
-    widths = [28 * 28] + hidden + [10]
-    if group.static["arch"] == "cnn":
-        widths = [28 * 28 * 32, 14 * 14 * 64] + hidden + [10]
-        weights = 3 * 3 * 32 + 3 * 3 * 32 * 64 + 7 * 7 * 64 * hidden[0] + sum(
-            a * b for a, b in zip(hidden, hidden[1:] + [10]))
-    else:
-        weights = sum(a * b for a, b in zip(widths, widths[1:]))
-    state = 6 * weights * 4                          # params, best params, optimizer moments, grads, update
+    widths = ([28 * 28 * 32, 14 * 14 * 64] if group.static["arch"] == "cnn" else [28 * 28]) + hidden + [10]
+    state = 6 * _n_weights(group) * 4                # params, best params, optimizer moments, grads, update
     batch = max(group.static["batch_size"], 500)     # training batch or evaluation batch
     activations = 4 * batch * sum(widths[1:]) * 4    # forward and backward, a few copies
     return state + activations
@@ -146,14 +150,14 @@ def memory_budget() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
-def plan(config: SweepConfig, group_id: int, group: Group, n_pool: int) -> list[Unit]:
+def plan(config: SweepConfig, group_id: int, group: Group) -> list[Unit]:
     """Split a group into units of at most ``chunk_size`` members, padded for the device count."""
     S, H = len(group.streams), len(group.hparams)
     d = len(local_devices(config))
-    fit = max(1, memory_budget() // member_bytes(group, n_pool))
+    fit = max(1, memory_budget() // member_bytes(group))
     chunk = config.chunk_size or fit
     if chunk > fit:
-        raise UsageError(f"--chunk-size {chunk} needs about {chunk * member_bytes(group, n_pool) / 2**30:.1f} GiB; "
+        raise UsageError(f"--chunk-size {chunk} needs about {chunk * member_bytes(group) / 2**30:.1f} GiB; "
                          f"about {fit} members fit in memory here: use --chunk-size {fit} or leave it out")
     if chunk >= S * H:
         s, h = S, H
@@ -206,9 +210,7 @@ def member_block(config: SweepConfig, group: Group) -> int:
         return config.member_block
     if jax.local_devices()[0].platform != "cpu":
         return 1 << 30
-    widths = [784, *group.static["hidden"], 10] if group.static["arch"] == "mlp" else None
-    n_weights = sum(a * b for a, b in zip(widths, widths[1:])) if widths else 400_000
-    return max(1, CPU_BLOCK_BYTES // (5 * 4 * n_weights))
+    return max(1, CPU_BLOCK_BYTES // (5 * 4 * _n_weights(group)))
 
 
 CPU_BLOCK_BYTES = 4 << 20   # about a core's share of L2+L3 here
@@ -272,10 +274,8 @@ def unit_inputs(config: SweepConfig, group: Group, unit: Unit, dd: DeviceData) -
     keys = jax.vmap(train.member_key)(jnp.array([s for s, _ in pairs], jnp.uint32),
                                       jnp.array(folds, jnp.uint32))
     stream = {"key": keys, "train_idx": dd.train_idx[folds], "val_idx": dd.val_idx[folds]}
-    mesh = _mesh(config)
-    member = NamedSharding(mesh, P("members") if unit.shard_axis == 0 else P(None, "members"))
-    per_stream = NamedSharding(mesh, P("members") if unit.shard_axis == 0 else P())
-    return jax.device_put(hp, member), jax.device_put(stream, per_stream)
+    per_stream = NamedSharding(_mesh(config), P("members") if unit.shard_axis == 0 else P())
+    return jax.device_put(hp, member_sharding(config, unit)), jax.device_put(stream, per_stream)
 
 
 def member_sharding(config: SweepConfig, unit: Unit) -> NamedSharding:
@@ -321,7 +321,7 @@ def prepare(config: SweepConfig) -> Prepared:
         if group.static["batch_size"] > dd.n_train:
             raise UsageError(f"--batch-size {group.static['batch_size']} is larger than the {dd.n_train} "
                              "training samples; use a smaller batch size or more data")
-        group_units = plan(config, gid, group, dd.pool["y"].shape[0])
+        group_units = plan(config, gid, group)
         programs.append(build_program(config, group, group_units[0], dd.n_train))
         for unit in group_units:
             units.append(unit)

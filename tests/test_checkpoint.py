@@ -285,7 +285,7 @@ def test_group_grid_round_trip_drops_and_restores_padding(synthetic_dir):
     config = config_of(["sweep", "--dropout", "0,0.1,0.2", "--seed", "0,1", "--chunk-size", "2", "--devices", "1",
                         "--data-dir", str(synthetic_dir)])
     groups = config.groups()
-    units = members.plan(config, 0, groups[0], 600)
+    units = members.plan(config, 0, groups[0])
     assert len(units) == 4 and not all(u.real.all() for u in units)   # padding exists
     prep = SimpleNamespace(config=config, groups=groups, units=units)
     # A member's "state": its index (padding repeats a real member, as in training).
