@@ -6,21 +6,32 @@ overwritten in place, and an interrupted save leaves only a temporary directory 
 
 - ``state``: for each group ``g``, ``group_<g>``: the member-state pytree of the group's whole
   (streams × hyperparameters) grid — variables, batch statistics, optimizer state with its
-  ``inject_hyperparams`` arrays, best-epoch variables, early-stopping fields — with leading axes (S, H).
-  Units, padding and devices are left out, so a checkpoint written with one device count or chunk size
-  restores with another. No random state is stored: every key derives from a member's seed and the epoch.
+  ``inject_hyperparams`` arrays, best-epoch variables, early-stopping fields — with leading axes (S, H),
+  packed into one flat array per dtype (``{"float32": ..., "int32": ..., "bool": ...}``, leaves in
+  ``jax.tree`` order). Units, padding and devices are left out, so a checkpoint written with one device
+  count or chunk size restores with another. No random state is stored: every key derives from a
+  member's seed and the epoch.
 - ``meta``: JSON ``{"format", "epoch", "config", "history"}``.
 
-Saving copies the arrays to the host and hands them to one worker thread, which runs Orbax's save to the
-end while training goes on. Restoring reads the arrays against an abstract target (``jax.ShapeDtypeStruct``
-with the target sharding, shaped by ``jax.eval_shape`` of the member init), so the optimizer state comes
-back with its optax classes. A damaged newest checkpoint is skipped with a warning and renamed
+Why packed: Orbax's cost is mostly per array (a tiny model's state is ~34 arrays of a few kB; one save
+took ~37 ms of CPU unpacked and ~20 ms packed, of which ~8 ms is the manager's fixed cost), and a
+checkpoint every epoch must stay a small fraction of a tiny model's epoch.
+
+Where the save runs: on CPU the training already uses every core, so Orbax's work on a background thread
+slowed the epochs by more than it took (+12 % with a worker thread vs about half of that done in line,
+22 tiny members); there the save runs in line. On an accelerator the host is idle while the device
+trains, so one worker thread runs the save while training goes on.
+
+Restoring reads the packed arrays against an abstract target (``jax.ShapeDtypeStruct``, sized from
+``jax.eval_shape`` of the member init) and unpacks them into that tree, so the optimizer state comes back
+with its optax classes. A damaged newest checkpoint is skipped with a warning and renamed
 ``<epoch>.unreadable``; the newest readable one is resumed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import re
@@ -42,7 +53,7 @@ from jaxmlp import results, train
 from jaxmlp.config import Group, SweepConfig
 from jaxmlp.errors import UsageError
 
-FORMAT = 1
+FORMAT = 2   # 2: state packed into one array per dtype
 # Settings that change only how members are laid out on devices, never which members a sweep has or what
 # they train on: checkpoints hold whole group grids, so these may differ between saving and resuming.
 LAYOUT_ONLY = ("devices", "chunk_size", "member_block")
@@ -59,9 +70,8 @@ class Checkpointer:
     """Saves a sweep's state every `every` epochs (and at its last epoch), keeping the newest `keep`.
 
     Use: :meth:`check` before anything else, :meth:`restore` once the sweep is prepared, :meth:`save` after
-    each epoch, :meth:`wait` at the end. A save holds training up only while it copies the arrays to the
-    host; Orbax's own work and the writing happen on a worker thread (``save_s`` collects the seconds each
-    save held training up: Orbax's Python alone took 15-30 ms a save here, a tenth of a tiny model's epoch).
+    each epoch, :meth:`wait` at the end. ``save_s`` collects the seconds each save held training up (on
+    CPU the whole save; on an accelerator only the copy to the host, the rest runs on a worker thread).
     """
 
     def __init__(self, directory: str | os.PathLike, config: SweepConfig, every: int = 1, keep: int = 2):
@@ -72,8 +82,10 @@ class Checkpointer:
         self.save_s: list[float] = []
         self._manager: ocp.CheckpointManager | None = None
         self._checked = False
-        # One worker, so saves reach Orbax in order and only one thread ever uses the manager meanwhile.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxmlp-checkpoint")
+        # One worker, so saves reach Orbax in order and only one thread ever uses the manager meanwhile;
+        # none on CPU, where it would compete with training for the cores (see the module docstring).
+        self._worker = (None if jax.local_devices()[0].platform == "cpu"
+                        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxmlp-checkpoint"))
         self._pending: tuple[int, Future] | None = None   # the save that may still be in flight
 
     # ---- before training ---------------------------------------------------------------------------
@@ -122,21 +134,21 @@ class Checkpointer:
         steps = manager.all_steps()
         if not steps:
             return None
-        shardings = _group_shardings(prep)
-        target = _target(prep.groups, [p.setup for p in prep.programs], shardings)
+        target = _target(prep.groups, [p.setup for p in prep.programs])
         step, (grids, meta) = _newest_readable(self.directory, steps, lambda s: _read(manager, s, target))
         for bad in [s for s in steps if s > step]:
             _set_aside(self.directory / str(bad))
         manager.reload()
         _note(f"resuming after epoch {step} from {self.directory}")
-        return _sweep_state(prep, grids, shardings, meta)
+        return _sweep_state(prep, grids, meta)
 
     # ---- while training ----------------------------------------------------------------------------
     def save(self, prep: members_lib.Prepared, state: members_lib.SweepState) -> None:
         """Save `state` if its epoch is a multiple of `every` or the sweep's last (every member done).
 
-        Returns once the arrays are copied to the host; they are written in the background. A write that
-        the storage refuses (full disk, read-only) raises :class:`UsageError`, here or at the next call.
+        On CPU it returns once the checkpoint is complete on disk; on an accelerator once the arrays are
+        copied to the host, and they are written in the background. A write that the storage refuses
+        (full disk, read-only) raises :class:`UsageError`, here or at the next call.
         """
         last = state.epoch >= self.config.epochs or members_lib.all_stopped(prep, state)
         if state.epoch % self.every and not last:
@@ -145,13 +157,19 @@ class Checkpointer:
         t0 = time.perf_counter()
         self.wait()   # the previous save first, so that a failure names its own epoch
         # Host copies now: the next epoch donates (reuses) the device buffers. The history list is
-        # copied too, as training appends to it while the worker writes.
-        grids = jax.device_get({f"group_{g}": _grid(prep, state, g) for g in range(len(prep.groups))})
+        # copied too, as training appends to it while a worker writes.
+        grids = {f"group_{g}": _pack(jax.device_get(_grid(prep, state, g))) for g in range(len(prep.groups))}
         meta = {"format": FORMAT, "epoch": int(state.epoch), "config": _plain(self.config.to_dict()),
                 "history": list(state.history)}
         args = ocp.args.Composite(state=ocp.args.StandardSave(grids), meta=ocp.args.JsonSave(meta))
         epoch = int(state.epoch)
-        self._pending = (epoch, self._worker.submit(_write, manager, epoch, args))
+        if self._worker is None:
+            try:
+                _write(manager, epoch, args)
+            except Exception as e:
+                self._raise_write_error(e, epoch)
+        else:
+            self._pending = (epoch, self._worker.submit(_write, manager, epoch, args))
         self.save_s.append(time.perf_counter() - t0)
 
     def wait(self) -> None:
@@ -196,7 +214,7 @@ def load_member(run_dir: str | os.PathLike, member: int = 0,
     # Without the data, n_train is unknown; it only sets the schedule's length (a value in the
     # optimizer's update), never a shape of the state, so any positive count gives the same target.
     setups = [members_lib.setup_for(config, group, 1) for group in groups]
-    grids, _ = _final_checkpoint(directory, res, config, _target(groups, setups, [None] * len(groups)))
+    grids, _ = _final_checkpoint(directory, res, config, _target(groups, setups))
     g = next(g for g, group in enumerate(groups) if member < group.first_index + group.size)
     s, h = divmod(member - groups[g].first_index, len(groups[g].hparams))
     state = jax.tree.map(lambda a: np.asarray(a[s, h]), grids[f"group_{g}"])
@@ -209,10 +227,8 @@ def evaluate_member(run_dir: str | os.PathLike, member: int = 0,
     program (so they equal the run's numbers on the same devices)."""
     res, config, directory = _run_info(run_dir, member, checkpoint_dir)
     prep = members_lib.prepare(config)
-    shardings = _group_shardings(prep)
-    target = _target(prep.groups, [p.setup for p in prep.programs], shardings)
-    grids, meta = _final_checkpoint(directory, res, config, target)
-    return members_lib.test_metrics(prep, _sweep_state(prep, grids, shardings, meta))[member]
+    grids, meta = _final_checkpoint(directory, res, config, _target(prep.groups, [p.setup for p in prep.programs]))
+    return members_lib.test_metrics(prep, _sweep_state(prep, grids, meta))[member]
 
 
 def _run_info(run_dir, member, checkpoint_dir) -> tuple[results.Results, SweepConfig, Path]:
@@ -271,10 +287,45 @@ def _read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
 
 def _read(manager: ocp.CheckpointManager, step: int,
           target: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Arrays (against the abstract `target`) and meta of one checkpoint; damage raises."""
-    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+    """The group grids (numpy trees shaped like the abstract `target`) and meta of one checkpoint;
+    damage raises."""
+    packed = {g: _packed_target(tree) for g, tree in target.items()}
+    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(packed),
                                                         meta=ocp.args.JsonRestore()))
-    return out["state"], _checked_meta(out["meta"], step)
+    grids = {g: _unpack(out["state"][g], tree) for g, tree in target.items()}
+    return grids, _checked_meta(out["meta"], step)
+
+
+def _pack(tree: Any) -> dict[str, np.ndarray]:
+    """A numpy tree as one flat array per dtype, the leaves in ``jax.tree`` order (see the module
+    docstring for why)."""
+    by_dtype: dict[str, list[np.ndarray]] = {}
+    for leaf in jax.tree.leaves(tree):
+        by_dtype.setdefault(np.dtype(leaf.dtype).name, []).append(np.ravel(leaf))
+    return {name: np.concatenate(parts) for name, parts in by_dtype.items()}
+
+
+def _packed_target(tree: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    """What :func:`_pack` makes of a tree shaped like the abstract `tree`, as an abstract target."""
+    sizes: dict[str, int] = {}
+    for leaf in jax.tree.leaves(tree):
+        name = np.dtype(leaf.dtype).name
+        sizes[name] = sizes.get(name, 0) + math.prod(leaf.shape)
+    return {name: jax.ShapeDtypeStruct((n,), np.dtype(name)) for name, n in sizes.items()}
+
+
+def _unpack(packed: dict[str, Any], tree: Any) -> Any:
+    """The inverse of :func:`_pack`: numpy arrays cut from `packed`, in the structure of `tree`."""
+    offsets = dict.fromkeys(packed, 0)
+    leaves = []
+    for leaf in jax.tree.leaves(tree):
+        name, n = np.dtype(leaf.dtype).name, math.prod(leaf.shape)
+        flat = np.asarray(packed[name])
+        if flat.shape != (flat.size,) or offsets[name] + n > flat.size:
+            raise ValueError(f"packed {name} array of shape {flat.shape} does not match the sweep's state")
+        leaves.append(flat[offsets[name]:offsets[name] + n].reshape(leaf.shape))
+        offsets[name] += n
+    return jax.tree.unflatten(jax.tree.structure(tree), leaves)
 
 
 def _checked_meta(meta: Any, step: int) -> dict[str, Any]:
@@ -313,42 +364,27 @@ def _set_aside(path: Path) -> None:
     path.rename(target)
 
 
-def _sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], shardings: list,
+def _sweep_state(prep: members_lib.Prepared, grids: dict[str, Any],
                  meta: dict[str, Any]) -> members_lib.SweepState:
-    """The restored grids cut into the sweep's units and placed on the member mesh."""
+    """The restored (host) grids cut into the sweep's units and placed on the member mesh."""
     units = []
     for unit in prep.units:
-        grid = grids[f"group_{unit.group}"]
-        if shardings[unit.group] is None:
-            pick = np.ix_(unit.streams, unit.hparams)   # padding repeats real members here too
-            grid = jax.device_put(jax.tree.map(lambda a: a[pick], grid),
-                                  members_lib.member_sharding(prep.config, unit))
-        units.append(grid)
+        pick = np.ix_(unit.streams, unit.hparams)   # padding repeats real members here too
+        grid = jax.tree.map(lambda a: np.asarray(a)[pick], grids[f"group_{unit.group}"])
+        units.append(jax.device_put(grid, members_lib.member_sharding(prep.config, unit)))
     return members_lib.SweepState(int(meta["epoch"]), units, list(meta["history"]))
 
 
-def _group_shardings(prep: members_lib.Prepared) -> list:
-    """Per group: the unit's sharding when its one unit is the whole grid (restored straight onto the
-    devices), else None (restored to the host, then each unit is gathered and placed)."""
-    out = []
-    for g, group in enumerate(prep.groups):
-        units = [u for u in prep.units if u.group == g]
-        whole = len(units) == 1 and units[0].shape == (len(group.streams), len(group.hparams))
-        out.append(members_lib.member_sharding(prep.config, units[0]) if whole else None)
-    return out
-
-
-def _target(groups: list[Group], setups: list[train.Setup], shardings: list) -> dict[str, Any]:
-    """The abstract state item: per group, the member-state tree of its (S, H) grid as
-    ``jax.ShapeDtypeStruct`` (with optax's state classes), placed by `shardings` (None: numpy)."""
+def _target(groups: list[Group], setups: list[train.Setup]) -> dict[str, Any]:
+    """The abstract state: per group, the member-state tree of its (S, H) grid as
+    ``jax.ShapeDtypeStruct`` (with optax's state classes)."""
     hp = {k: jnp.float32(0.0) for k in train.HPARAMS}
     key = train.member_key(jnp.uint32(0))
     out = {}
-    for g, (group, setup, sharding) in enumerate(zip(groups, setups, shardings)):
+    for g, (group, setup) in enumerate(zip(groups, setups)):
         one = jax.eval_shape(partial(train.init, setup), hp, key)
         grid = (len(group.streams), len(group.hparams))
-        out[f"group_{g}"] = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(grid + a.shape, a.dtype, sharding=sharding), one)
+        out[f"group_{g}"] = jax.tree.map(lambda a: jax.ShapeDtypeStruct(grid + a.shape, a.dtype), one)
     return out
 
 

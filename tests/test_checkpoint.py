@@ -294,9 +294,27 @@ def test_group_grid_round_trip_drops_and_restores_padding(synthetic_dir):
     state = members.SweepState(1, fake, [{}])
     grid = checkpoint._grid(prep, state, 0)
     np.testing.assert_array_equal(grid["who"], np.arange(6).reshape(2, 3))
-    back = checkpoint._sweep_state(prep, {"group_0": grid}, [None], {"epoch": 1, "history": [{}]})
+    back = checkpoint._sweep_state(prep, {"group_0": grid}, {"epoch": 1, "history": [{}]})
     for u, restored in zip(fake, back.units):
         np.testing.assert_array_equal(np.asarray(restored["who"]), u["who"])
+
+
+def test_state_packs_into_one_array_per_dtype_and_back():
+    tree = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([True, False]),
+            "c": (np.float32(7.0) * np.ones((2, 1, 2), np.float32), np.array([3, 4], np.int32))}
+    packed = checkpoint._pack(tree)
+    assert {k: v.tolist() for k, v in packed.items()} == {
+        "float32": [0, 1, 2, 3, 4, 5, 7, 7, 7, 7], "bool": [True, False], "int32": [3, 4]}
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+    assert {k: (v.shape, v.dtype) for k, v in checkpoint._packed_target(abstract).items()} == {
+        k: (v.shape, v.dtype) for k, v in packed.items()}
+    back = checkpoint._unpack(packed, abstract)
+    assert jax.tree.structure(back) == jax.tree.structure(tree)
+    for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="packed float32 array of shape"):
+        checkpoint._unpack(dict(packed, float32=packed["float32"][:-1]), abstract)
 
 
 def test_unwritable_checkpoint_dir_is_refused_before_anything_else(sub, tmp_path, capsys):
