@@ -13,6 +13,13 @@ overwritten in place, and an interrupted save leaves only a temporary directory 
   member's seed and the epoch.
 - ``meta``: JSON ``{"format", "epoch", "config", "history"}``.
 
+Several processes (``jax.distributed``, see :mod:`jaxmlp.hosts`): every process gathers each grid whole
+(``hosts.get``), packs it and calls the manager's save and restore in the same order, as Orbax requires
+(it synchronises them inside); the arrays, being host numpy arrays equal everywhere, and the JSON are
+written by process 0 alone. So the directory must be one that every process sees (a shared filesystem
+across machines), and a checkpoint written by N processes restores in any other layout, one process
+included. Notes and warnings are printed by process 0 only.
+
 Why packed: Orbax's cost is mostly per array (a tiny model's state is ~34 arrays of a few kB; one save
 took ~37 ms of CPU unpacked and ~20 ms packed, of which ~8 ms is the manager's fixed cost), and a
 checkpoint every epoch must stay a small fraction of a tiny model's epoch.
@@ -48,8 +55,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxmlp import hosts, results, train
 from jaxmlp import members as members_lib
-from jaxmlp import results, train
 from jaxmlp.config import Group, SweepConfig
 from jaxmlp.errors import UsageError
 
@@ -136,8 +143,10 @@ class Checkpointer:
             return None
         target = _target(prep.groups, [p.setup for p in prep.programs])
         step, (grids, meta) = _newest_readable(self.directory, steps, lambda s: _read(manager, s, target))
-        for bad in [s for s in steps if s > step]:
-            _set_aside(self.directory / str(bad))
+        if hosts.is_primary():   # one process renames; the others wait for it before looking again
+            for bad in [s for s in steps if s > step]:
+                _set_aside(self.directory / str(bad))
+        hosts.barrier("set-aside")
         manager.reload()
         _note(f"resuming after epoch {step} from {self.directory}")
         return _sweep_state(prep, grids, meta)
@@ -158,7 +167,7 @@ class Checkpointer:
         self.wait()   # the previous save first, so that a failure names its own epoch
         # Host copies now: the next epoch donates (reuses) the device buffers. The history list is
         # copied too, as training appends to it while a worker writes.
-        grids = {f"group_{g}": _pack(jax.device_get(_grid(prep, state, g))) for g in range(len(prep.groups))}
+        grids = {f"group_{g}": _pack(hosts.get(_grid(prep, state, g))) for g in range(len(prep.groups))}
         meta = {"format": FORMAT, "epoch": int(state.epoch), "config": _plain(self.config.to_dict()),
                 "history": list(state.history)}
         args = ocp.args.Composite(state=ocp.args.StandardSave(grids), meta=ocp.args.JsonSave(meta))
@@ -236,8 +245,9 @@ def _run_info(run_dir, member, checkpoint_dir) -> tuple[results.Results, SweepCo
     if not 0 <= member < len(res.members):
         raise UsageError(f"--member {member} is not in {run_dir}: it has members 0..{len(res.members) - 1}")
     config = SweepConfig.from_dict(res.config)
-    if config.devices is not None and config.devices > len(jax.local_devices()):
-        config.devices = None   # trained on more devices than this process has: lay members out here
+    if config.devices is not None and (config.devices > len(hosts.devices())
+                                       or config.devices % hosts.process_count()):
+        config.devices = None   # a count this run cannot lay out (more devices, or other processes): all here
     directory = Path(checkpoint_dir if checkpoint_dir is not None else default_dir(run_dir)).absolute()
     if not directory.is_dir():
         raise UsageError(f"no checkpoint folder {directory} for {run_dir}; pass --checkpoint-dir where "
@@ -371,7 +381,7 @@ def _sweep_state(prep: members_lib.Prepared, grids: dict[str, Any],
     for unit in prep.units:
         pick = np.ix_(unit.streams, unit.hparams)   # padding repeats real members here too
         grid = jax.tree.map(lambda a: np.asarray(a)[pick], grids[f"group_{unit.group}"])
-        units.append(jax.device_put(grid, members_lib.member_sharding(prep.config, unit)))
+        units.append(hosts.put(grid, members_lib.member_sharding(prep.config, unit)))
     return members_lib.SweepState(int(meta["epoch"]), units, list(meta["history"]))
 
 
@@ -396,7 +406,7 @@ def _grid(prep: members_lib.Prepared, state: members_lib.SweepState, g: int) -> 
     shape = (len(group.streams), len(group.hparams))
     if len(units) == 1 and units[0][1].shape == shape:
         return state.units[units[0][0]]
-    host = jax.device_get([state.units[u] for u, _ in units])
+    host = hosts.get([state.units[u] for u, _ in units])
 
     def assemble(*leaves):
         out = np.empty(shape + leaves[0].shape[2:], leaves[0].dtype)
@@ -513,8 +523,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def _note(msg: str) -> None:
-    print(f"jaxmlp: {msg}", file=sys.stderr)
+    if hosts.is_primary():
+        print(f"jaxmlp: {msg}", file=sys.stderr)
 
 
 def _warn(msg: str) -> None:
-    print(f"jaxmlp: warning: {msg}", file=sys.stderr)
+    if hosts.is_primary():
+        print(f"jaxmlp: warning: {msg}", file=sys.stderr)

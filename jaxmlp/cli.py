@@ -1,12 +1,15 @@
 """The ``jaxmlp`` command: ``train``, ``sweep``, ``plot``, ``evaluate``.
 
 Bad input ends with one line on stderr and exit code 2, before anything is written. jax is imported only
-after the arguments are parsed, so that host-device settings (XLA_FLAGS) can still take effect.
+after the arguments are parsed, so that host-device settings (XLA_FLAGS) can still take effect, and a run
+of several processes (``--coordinator``, ``--num-processes``, ``--process-id``) joins ``jax.distributed``
+before anything touches a device.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -53,7 +56,9 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--train-fraction", type=float, default=1.0, help="stratified subset of the training set")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the subset, validation split and folds")
     p.add_argument("--chunk-size", type=int, help="members per compiled chunk (default: from a memory estimate)")
-    p.add_argument("--devices", type=int, help="local devices to shard members over (default: all)")
+    p.add_argument("--devices", type=int,
+                   help="devices to shard members over (default: all); with several processes, counted over "
+                        "all their devices together, a multiple of --num-processes")
     p.add_argument("--out", help="run directory (default: runs/<command>)")
     p.add_argument("--checkpoint-dir", help="checkpoint folder (default: checkpoints/<run name>)")
     p.add_argument("--checkpoint-every", type=int, default=1, help="save every N epochs (default 1)")
@@ -63,6 +68,12 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--new-run", action="store_true", help="discard existing checkpoints of this run name")
     p.add_argument("--no-plots", action="store_true", help="skip the figures at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    several = p.add_argument_group(
+        "several processes", "run the same command in every process (one per host) under jax.distributed, "
+        "with all three flags; process 0 writes --out, every process trains its share of the members")
+    several.add_argument("--coordinator", metavar="HOST:PORT", help="address where process 0 serves the others")
+    several.add_argument("--num-processes", type=int, metavar="N", help="how many processes run the sweep")
+    several.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to N-1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +98,27 @@ def _int(text: str, flag: str) -> int:
         return int(text)
     except ValueError:
         raise UsageError(f"--{flag} {text!r} is not an integer") from None
+
+
+def processes_from_args(args: argparse.Namespace) -> tuple[str, int, int] | None:
+    """(coordinator, num_processes, process_id) from the three flags, or None without them (one process)."""
+    given = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    missing = [flag for flag, value in given.items() if value is None]
+    if len(missing) == len(given):
+        return None
+    if missing:
+        raise UsageError(f"{' and '.join(missing)} missing: --coordinator, --num-processes and --process-id "
+                         "go together (all three for a run of several processes, none for one)")
+    host, colon, port = args.coordinator.rpartition(":")
+    if not (colon and host and port.isdigit() and 1 <= int(port) <= 65535):
+        raise UsageError(f"--coordinator {args.coordinator!r} is not HOST:PORT (for example 10.0.0.1:8476)")
+    if args.num_processes < 1:
+        raise UsageError(f"--num-processes must be at least 1, got {args.num_processes}")
+    if not 0 <= args.process_id < args.num_processes:
+        raise UsageError(f"--process-id {args.process_id} is outside 0..{args.num_processes - 1} "
+                         f"(--num-processes {args.num_processes})")
+    return args.coordinator, args.num_processes, args.process_id
 
 
 def config_from_args(args: argparse.Namespace):
@@ -127,10 +159,16 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
+    processes = processes_from_args(args)
     config = config_from_args(args)
     out = Path(args.out or f"runs/{args.command}")
     if args.checkpoint_every < 1 or args.keep < 1:
         raise UsageError("--checkpoint-every and --keep must be at least 1")
+    from jaxmlp import hosts
+
+    if processes is not None:   # before anything touches a device: jax builds its backend once
+        _python_only_stdout()
+        hosts.start(*processes)
     from jaxmlp.checkpoint import default_dir
 
     ckpt_dir = None if args.no_checkpoint else Path(args.checkpoint_dir or default_dir(out))
@@ -139,10 +177,24 @@ def _run(args: argparse.Namespace) -> int:
     res = run_sweep(config, out, progress=not args.quiet, checkpoint_dir=ckpt_dir, resume=args.resume,
                     new_run=args.new_run, checkpoint_every=args.checkpoint_every, keep=args.keep,
                     plots=not args.no_plots, name=out.name, command=shlex.join(["jaxmlp", *args.argv]))
-    best = res.best()
-    print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best test accuracy "
-          f"{best['test']['accuracy']:.4f} (member {best['index']}); results in {out}/")
+    if hosts.is_primary():   # the others print nothing but errors
+        best = res.best()
+        print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best test accuracy "
+              f"{best['test']['accuracy']:.4f} (member {best['index']}); results in {out}/")
     return 0
+
+
+def _python_only_stdout() -> None:
+    """Send what native libraries write to standard output to /dev/null, keeping ``sys.stdout`` (a copy of
+    the descriptor) for jaxmlp's own lines: gloo, behind jax's CPU collectives, prints a "[Gloo] Rank i is
+    connected to n peer ranks" line there in every process, which would break "the other processes print
+    nothing but errors" (stderr is left alone)."""
+    sys.stdout.flush()
+    kept = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = os.fdopen(kept, "w", buffering=1, encoding=sys.stdout.encoding, errors=sys.stdout.errors)
 
 
 def _plot(args: argparse.Namespace) -> int:

@@ -8,9 +8,13 @@ minibatch gather, its float conversion and the dropout draws are computed once p
 layer becomes one wide matmul for all h members.
 
 Scale. Units bound memory (``chunk_size`` members each, padded to one shape so they share one compiled
-program). Each unit's members are sharded over local devices on a 1-D mesh named ``members``: along
+program). Each unit's members are sharded over the run's devices on a 1-D mesh named ``members``: along
 the stream axis when it divides evenly, otherwise along the (padded) hyperparameter axis. Padding members
 repeat the last real one and are dropped from every result.
+
+Hosts. Under ``jax.distributed`` the mesh spans every process's devices (see :mod:`jaxmlp.hosts`): each
+process runs this same code, holds its slice of every unit, and gets whole copies of metrics and state
+back through ``hosts.get``, so all processes take the same decisions.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxmlp import data as data_lib
-from jaxmlp import models, train
+from jaxmlp import hosts, models, train
 from jaxmlp.config import Group, SweepConfig, ceil_to
 from jaxmlp.errors import UsageError
 
@@ -61,37 +65,58 @@ def prepare_data(config: SweepConfig, name: str) -> DeviceData:
     else:
         tr, va = data_lib.train_val_split(labels, config.val_fraction, config.data_seed)
         train_idx, val_idx = tr[None], va[None]
+    # Every process loaded the same arrays: each fills its own devices' copies (hosts.put).
     replicated = _replicated(config)
-    put = lambda a: jax.device_put(a, replicated)
-    pool = {"x": put(ds.train_images[keep][..., None]), "y": put(labels.astype(np.int32))}
-    test = {"x": put(ds.test_images[..., None]), "y": put(ds.test_labels.astype(np.int32))}
+    pool = hosts.put({"x": ds.train_images[keep][..., None], "y": labels.astype(np.int32)}, replicated)
+    test = hosts.put({"x": ds.test_images[..., None], "y": ds.test_labels.astype(np.int32)}, replicated)
     return DeviceData(pool, test, train_idx.astype(np.int32), val_idx.astype(np.int32), ds.source)
 
 
 # ---- devices -----------------------------------------------------------------------------------------
 
 def local_devices(config: SweepConfig) -> list[jax.Device]:
-    """The devices a sweep's members are sharded over: ``config.devices`` of them, or by default all
-    local devices unless some group has fewer members than devices (padding would then cost more than
-    the devices give: a single run trains on one device, with all its threads)."""
-    devices = jax.local_devices()
+    """The devices a sweep's members are sharded over, taken (despite the name, kept for its callers)
+    from the run's *global* device list, :func:`jaxmlp.hosts.devices`: in one process its own devices,
+    under ``jax.distributed`` every process's.
+
+    ``config.devices`` of them, or by default all, unless some group has fewer members than devices
+    (padding would then cost more than the devices give: a single run trains on one device, with all its
+    threads). With several processes each one keeps the same number of its own devices, so that every
+    process holds a share of each unit (and its whole-copy gathers have something to gather): then
+    ``config.devices`` must be a multiple of the process count, and the small-group default is one device
+    per process.
+    """
+    devices = hosts.devices()
+    processes = hosts.process_count()
     if config.devices is not None:
         if not 1 <= config.devices <= len(devices):
-            raise UsageError(f"--devices {config.devices} is not available: this process sees "
-                             f"{len(devices)} device(s)")
-        return devices[:config.devices]
-    if min(g.size for g in config.groups()) < len(devices):
-        return devices[:1]
-    return devices
+            where = "this process sees" if processes == 1 else f"the {processes} processes have"
+            raise UsageError(f"--devices {config.devices} is not available: {where} {len(devices)} device(s)")
+        if config.devices % processes:
+            raise UsageError(f"--devices {config.devices} does not split evenly over {processes} processes: "
+                             f"use a multiple of {processes}")
+        per_process = config.devices // processes
+    elif min(g.size for g in config.groups()) < len(devices):
+        per_process = 1
+    else:
+        return devices
+    if processes == 1:
+        return devices[:per_process]
+    by_process: dict[int, list[jax.Device]] = {}
+    for d in devices:
+        by_process.setdefault(d.process_index, []).append(d)
+    return [d for p in sorted(by_process) for d in by_process[p][:per_process]]
 
 
 def describe_layout(prep: "Prepared") -> str:
     """One line saying how the sweep is laid out: members, groups, chunks, devices, member blocks."""
     devices = local_devices(prep.config)
     kinds = sorted({d.device_kind for d in devices})
+    processes = hosts.process_count()
     return (f"{prep.size} member(s) in {len(prep.groups)} group(s), {len(prep.units)} chunk(s); "
             f"sharded over {len(devices)} {'/'.join(kinds)} device(s)"
-            + ("" if len(devices) > 1 else " (one device)"))
+            + ("" if len(devices) > 1 else " (one device)")
+            + (f" in {processes} processes" if processes > 1 else ""))
 
 
 def _mesh(config: SweepConfig) -> Mesh:
@@ -180,16 +205,21 @@ def plan(config: SweepConfig, group_id: int, group: Group) -> list[Unit]:
 
 # ---- compiled programs -------------------------------------------------------------------------------
 
-def _grid_map(fn: Callable, member_args: int, shared_args: int, block: int, split: int) -> Callable:
+def _grid_map(fn: Callable, member_args: int, shared_args: int, block: int, split: int,
+              prelude: Callable | None = None) -> Callable:
     """Map `fn` (one member) over a unit's (s, h) grid.
 
     The first `member_args` arguments carry both axes, the next (the stream) only the stream axis, the
     last `shared_args` none. Streams are vmapped. The h members of a stream are split into `split`
     vmapped parts (one per device when h is sharded), each walked by ``lax.map`` in vmapped blocks of
     `block` members: on a CPU a block whose weights and optimizer moments fit in cache beats one wide vmap.
+    `prelude`, given the stream and shared arguments, makes extra arguments once per stream, passed to
+    `fn` after them (work the members of a stream share, which the walk would otherwise redo per block).
     """
     def over_h(*args):
         per_member, rest = args[:member_args], args[member_args:]
+        if prelude is not None:
+            rest = (*rest, *prelude(*rest))
         h = jax.tree.leaves(per_member)[0].shape[0]
         parts = jax.tree.map(lambda a: a.reshape(split, h // split, *a.shape[1:]), per_member)
         walk = lambda part: jax.lax.map(lambda m: fn(*m, *rest), part, batch_size=min(block, h // split))
@@ -214,6 +244,7 @@ def member_block(config: SweepConfig, group: Group) -> int:
 
 
 CPU_BLOCK_BYTES = 4 << 20   # about a core's share of L2+L3 here
+NOISE_BYTES = 256 << 20     # the most a unit's shared dropout draws for an epoch may take
 
 
 @dataclass
@@ -234,7 +265,8 @@ def setup_for(config: SweepConfig, group: Group, n_train: int) -> train.Setup:
     steps = config.epochs * -(-n_train // st["batch_size"])
     return train.Setup(model, st["optimizer"], st["batch_size"], config.patience,
                        lr_schedule=config.lr_schedule, total_steps=steps,
-                       use_l1=any(v > 0 for v in config.l1), use_l2=any(v > 0 for v in config.l2))
+                       use_l1=any(v > 0 for v in config.l1), use_l2=any(v > 0 for v in config.l2),
+                       use_dropout=any(v > 0 for v in config.dropout))
 
 
 def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -> GroupProgram:
@@ -243,6 +275,11 @@ def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -
     block = member_block(config, group)
     split = len(local_devices(config)) if unit.shard_axis == 1 else 1
     grid = lambda fn, member_args, shared_args: _grid_map(fn, member_args, shared_args, block, split)
+    # When a stream's members are walked in several blocks, each block would make the stream's dropout
+    # draws again (threefry: ~7 % of an MLP epoch here): make them once per stream and epoch, if small.
+    shared_noise = (setup.use_dropout and unit.shape[1] // split > block
+                    and unit.shape[0] * train.epoch_noise_bytes(setup, n_train) <= NOISE_BYTES)
+    noise = (lambda stream, data, epoch: (train.epoch_noise(setup, stream, epoch),)) if shared_noise else None
 
     def init(hp, stream):
         return train.init(setup, hp, stream["key"])
@@ -257,7 +294,8 @@ def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -
     return GroupProgram(
         setup,
         init=jax.jit(grid(init, 1, 0)),
-        epoch=jax.jit(grid(partial(train.train_epoch, setup), 2, 2), donate_argnums=(0,)),
+        epoch=jax.jit(_grid_map(partial(train.train_epoch, setup), 2, 2, block, split, noise),
+                      donate_argnums=(0,)),
         test=jax.jit(evaluate_test),
     )
 
@@ -275,7 +313,7 @@ def unit_inputs(config: SweepConfig, group: Group, unit: Unit, dd: DeviceData) -
                                       jnp.array(folds, jnp.uint32))
     stream = {"key": keys, "train_idx": dd.train_idx[folds], "val_idx": dd.val_idx[folds]}
     per_stream = NamedSharding(_mesh(config), P("members") if unit.shard_axis == 0 else P())
-    return jax.device_put(hp, member_sharding(config, unit)), jax.device_put(stream, per_stream)
+    return hosts.put(hp, member_sharding(config, unit)), hosts.put(stream, per_stream)
 
 
 def member_sharding(config: SweepConfig, unit: Unit) -> NamedSharding:
@@ -358,7 +396,7 @@ def run_epoch(prep: Prepared, state: SweepState) -> dict[str, Any]:
                               "active": [False] * n}
     for u, unit in enumerate(prep.units):
         st = state.units[u]
-        was_active = np.asarray(st["active"])
+        was_active = hosts.get(st["active"])
         if not (was_active & unit.real).any():
             continue
         hp, stream = prep.inputs[u]
@@ -366,8 +404,7 @@ def run_epoch(prep: Prepared, state: SweepState) -> dict[str, Any]:
         args = (st, hp, stream, dd.pool, jnp.int32(state.epoch))
         st, metrics = _compiled_epoch(prep, unit, args)(*args)
         state.units[u] = st
-        metrics = jax.device_get(metrics)
-        now_active = np.asarray(st["active"])
+        metrics, now_active = hosts.get((metrics, st["active"]))
         for a, b in zip(*np.nonzero(unit.real)):
             i = int(unit.index[a, b])
             record["active"][i] = bool(now_active[a, b])
@@ -380,7 +417,7 @@ def run_epoch(prep: Prepared, state: SweepState) -> dict[str, Any]:
 
 
 def all_stopped(prep: Prepared, state: SweepState) -> bool:
-    return not any((np.asarray(st["active"]) & u.real).any() for u, st in zip(prep.units, state.units))
+    return not any((hosts.get(st["active"]) & u.real).any() for u, st in zip(prep.units, state.units))
 
 
 def test_metrics(prep: Prepared, state: SweepState) -> dict[int, dict[str, float]]:
@@ -389,7 +426,7 @@ def test_metrics(prep: Prepared, state: SweepState) -> dict[int, dict[str, float
     for u, unit in enumerate(prep.units):
         hp, stream = prep.inputs[u]
         dd = prep.data[prep.groups[unit.group].static["dataset"]]
-        metrics = jax.device_get(prep.programs[unit.group].test(state.units[u], stream, dd.test))
+        metrics = hosts.get(prep.programs[unit.group].test(state.units[u], stream, dd.test))
         for a, b in zip(*np.nonzero(unit.real)):
             out[int(unit.index[a, b])] = {k: float(v[a, b]) for k, v in metrics.items()}
     return out
@@ -400,7 +437,7 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
     tests = test_metrics(prep, state)
     fields = {}
     for u, unit in enumerate(prep.units):
-        host = jax.device_get({k: state.units[u][k] for k in ("best_epoch", "epochs_run", "active")})
+        host = hosts.get({k: state.units[u][k] for k in ("best_epoch", "epochs_run", "active")})
         for a, b in zip(*np.nonzero(unit.real)):
             fields[int(unit.index[a, b])] = {k: v[a, b] for k, v in host.items()}
     records = []
@@ -426,7 +463,7 @@ def member_variables(prep: Prepared, state: SweepState) -> list[Any]:
     out: dict[int, Any] = {}
     for u, unit in enumerate(prep.units):
         setup = prep.programs[unit.group].setup
-        host = jax.device_get(train.final_variables(setup, state.units[u]))
+        host = hosts.get(train.final_variables(setup, state.units[u]))
         for a, b in zip(*np.nonzero(unit.real)):
             out[int(unit.index[a, b])] = jax.tree.map(lambda v: v[a, b], host)
     return [out[i] for i in range(prep.size)]

@@ -8,6 +8,7 @@ common random numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -18,21 +19,51 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu}
 
 
-def dropout(x: jax.Array, rate: jax.Array, key: jax.Array | None) -> jax.Array:
+# What a model's dropout is driven by: None (no dropout: evaluation), a key (draws made where they are
+# used), or the draws themselves, one uint16 array per dropout site in order (see noise_draws).
+Noise = jax.Array | tuple[jax.Array, ...] | None
+
+
+def dropout_draws(key: jax.Array, shape: Sequence[int]) -> jax.Array:
+    """Uniform 16-bit draws (uint16) for one dropout site: two to a 32-bit threefry word (on a CPU the
+    draws cost about a tenth of an MLP step, and this halves them)."""
+    n = math.prod(shape)
+    words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+    return jnp.concatenate([words >> 16, words & 0xFFFF])[:n].reshape(shape).astype(jnp.uint16)
+
+
+def dropout(x: jax.Array, rate: jax.Array, draws: jax.Array | None) -> jax.Array:
     """Inverted dropout: zero each unit with probability `rate`, scale survivors by 1/(1-rate).
 
-    `rate` may be a traced scalar in [0, 1) (resolved to 2⁻¹⁶); rate 0 is the identity. With ``key=None``
-    (evaluation) `x` is returned unchanged. Each unit's draw is 16 bits, two to a 32-bit threefry word:
-    on a CPU the draws cost about a tenth of an MLP step, and this halves them.
+    `rate` may be a traced scalar in [0, 1) (resolved to 2⁻¹⁶); rate 0 is the identity. `draws` are the
+    units' uniform 16-bit draws (:func:`dropout_draws`), or a key to make them from; with ``None``
+    (evaluation) `x` is returned unchanged.
     """
-    if key is None:
+    if draws is None:
         return x
+    if jax.dtypes.issubdtype(draws.dtype, jax.dtypes.prng_key):
+        draws = dropout_draws(draws, x.shape)
     rate = jnp.asarray(rate, x.dtype)  # a Python float works too
-    n = x.size
-    words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
-    draws = jnp.concatenate([words >> 16, words & 0xFFFF])[:n].reshape(x.shape)
-    keep = draws >= jnp.round(rate * 65536.0).astype(jnp.uint32)
+    keep = draws.astype(jnp.uint32) >= jnp.round(rate * 65536.0).astype(jnp.uint32)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+
+
+def _site(noise: Noise, j: int, site: int, shape: Sequence[int]) -> jax.Array | None:
+    """The draws of the model's `j`-th dropout site (numbered `site` for its key) from `noise`."""
+    if noise is None:
+        return None
+    if isinstance(noise, (tuple, list)):
+        return noise[j]
+    return dropout_draws(jax.random.fold_in(noise, site), shape)
+
+
+def noise_draws(model: nn.Module, key: jax.Array, batch: int) -> tuple[jax.Array, ...]:
+    """Every dropout draw of one training step of `model` on `batch` inputs, made ahead of the step.
+
+    The same numbers as passing `key` itself as the model's noise. Members that share a key (a stream)
+    can then share one set of draws instead of each making them again.
+    """
+    return tuple(dropout_draws(jax.random.fold_in(key, site), shape) for site, shape in model.dropout_sites(batch))
 
 
 class MLP(nn.Module):
@@ -43,15 +74,19 @@ class MLP(nn.Module):
     batch_norm: bool = False
     num_classes: int = 10
 
+    def dropout_sites(self, batch: int) -> list[tuple[int, tuple[int, ...]]]:
+        """(site number, shape) of each dropout, in the order the forward pass applies them."""
+        return [(i, (batch, width)) for i, width in enumerate(self.hidden)]
+
     @nn.compact
-    def __call__(self, x, rate, key=None, train: bool = False):
+    def __call__(self, x, rate, noise: Noise = None, train: bool = False):
         act = ACTIVATIONS[self.activation]
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
             x = nn.Dense(width)(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.99)(x)
-            x = dropout(act(x), rate, None if key is None else jax.random.fold_in(key, i))
+            x = dropout(act(x), rate, _site(noise, i, i, x.shape))
         return nn.Dense(self.num_classes)(x)
 
 
@@ -93,18 +128,27 @@ class CNN(nn.Module):
     num_classes: int = 10
     filters: Sequence[int] = (32, 64)
 
+    def dropout_sites(self, batch: int, size: int = 28) -> list[tuple[int, tuple[int, ...]]]:
+        """(site number, shape) of each dropout, in the order the forward pass applies them."""
+        sites = []
+        for i, f in enumerate(self.filters):
+            size //= 2
+            sites.append((100 + i, (batch, size, size, f)))
+        return sites + [(i, (batch, width)) for i, width in enumerate(self.hidden)]
+
     @nn.compact
-    def __call__(self, x, rate, key=None, train: bool = False):
+    def __call__(self, x, rate, noise: Noise = None, train: bool = False):
         act = ACTIVATIONS[self.activation]
         for i, f in enumerate(self.filters):
             x = Conv3x3(f)(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.99)(x)
             x = max_pool_2x2(act(x))
-            x = dropout(x, rate, None if key is None else jax.random.fold_in(key, 100 + i))
+            x = dropout(x, rate, _site(noise, i, 100 + i, x.shape))
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
-            x = dropout(act(nn.Dense(width)(x)), rate, None if key is None else jax.random.fold_in(key, i))
+            x = act(nn.Dense(width)(x))
+            x = dropout(x, rate, _site(noise, len(self.filters) + i, i, x.shape))
         return nn.Dense(self.num_classes)(x)
 
 
@@ -120,10 +164,12 @@ def init(model: nn.Module, key: jax.Array, input_shape: Sequence[int]) -> dict[s
 
 
 def apply(model: nn.Module, variables: dict[str, Any], x: jax.Array, rate: jax.Array,
-          key: jax.Array | None, train: bool) -> tuple[jax.Array, dict[str, Any]]:
-    """Logits for `x`, and the updated batch statistics (unchanged outside training or without BN)."""
+          noise: Noise, train: bool) -> tuple[jax.Array, dict[str, Any]]:
+    """Logits for `x`, and the updated batch statistics (unchanged outside training or without BN).
+
+    `noise` drives dropout: a key, the draws of :func:`noise_draws`, or None for none."""
     stats = variables.get("batch_stats", {})
     if train and stats:
-        logits, updates = model.apply(variables, x, rate, key, train=True, mutable=["batch_stats"])
+        logits, updates = model.apply(variables, x, rate, noise, train=True, mutable=["batch_stats"])
         return logits, updates["batch_stats"]
-    return model.apply(variables, x, rate, key, train=train), stats
+    return model.apply(variables, x, rate, noise, train=train), stats

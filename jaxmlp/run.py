@@ -1,6 +1,8 @@
 """A sweep end to end: prepare, resume or initialise, train with progress and checkpoints, write results.
 
-This is what ``jaxmlp sweep`` / ``jaxmlp train`` and :func:`jaxmlp.sweep` call.
+This is what ``jaxmlp sweep`` / ``jaxmlp train`` and :func:`jaxmlp.sweep` call. Under ``jax.distributed``
+every process calls it alike (every process trains and takes part in each checkpoint's save and restore);
+only process 0 writes the run directory and shows progress.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from jaxmlp import checkpoint, results
+from jaxmlp import checkpoint, hosts, results
 from jaxmlp import members as members_lib
 from jaxmlp.config import SweepConfig
 from jaxmlp.errors import UsageError
@@ -55,8 +57,13 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     (keeping `keep`); checkpoints of this same sweep there are resumed from the newest readable one, with
     or without `resume`, unless `new_run` discards them. With
     `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees.
+
+    Several processes (:func:`jaxmlp.hosts.start` first): each returns the same results; only process 0
+    writes `out` and shows `progress`, the others write nothing there.
     """
-    out = check_out_dir(out)
+    primary = hosts.is_primary()
+    out = check_out_dir(out) if primary else None
+    progress = progress and primary
     config.validate()
     ckpt = None
     if checkpoint_dir is not None:

@@ -12,6 +12,7 @@ that. Members that share a seed therefore share initialisation, order and dropou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ class Setup:
     # same (it would add exact zeros); the passes over the parameters it costs are saved.
     use_l1: bool = True
     use_l2: bool = True
+    use_dropout: bool = True       # False when every member's rate is 0: no draws are made
 
     @property
     def tx(self) -> optax.GradientTransformation:
@@ -115,38 +117,65 @@ def evaluate(setup: Setup, variables: dict[str, Any], data: dict[str, jax.Array]
     return {"loss": loss.sum() / n, "accuracy": correct.sum() / n}
 
 
-def _loss(setup, params, stats, hp, x, y, w, key):
-    logits, new_stats = models.apply(setup.model, {"params": params, **stats}, x, hp["dropout"], key, True)
+def _loss(setup, params, stats, hp, x, y, w, noise):
+    logits, new_stats = models.apply(setup.model, {"params": params, **stats}, x, hp["dropout"], noise, True)
     ce, correct = _weighted_metrics(logits, y, w)
     total = w.sum()
     loss = ce / total + (optim.l1_penalty(params, hp["l1"]) if setup.use_l1 else 0.0)
     return loss, (ce, correct, new_stats)
 
 
+def _dropout_key(stream: dict[str, jax.Array], epoch: jax.Array) -> jax.Array:
+    """The key of an epoch's dropout draws; step i folds in i."""
+    return jax.random.fold_in(jax.random.fold_in(stream["key"], epoch + 1), 1)
+
+
+def epoch_noise(setup: Setup, stream: dict[str, jax.Array], epoch: jax.Array) -> tuple[jax.Array, ...]:
+    """Every dropout draw of an epoch of `stream` (leading axis: steps), the same numbers that
+    :func:`train_epoch` makes step by step. Made once, they serve every member of the stream."""
+    steps = -(-stream["train_idx"].shape[0] // setup.batch_size)
+    dkey = _dropout_key(stream, epoch)
+    return jax.vmap(lambda i: models.noise_draws(setup.model, jax.random.fold_in(dkey, i), setup.batch_size))(
+        jnp.arange(steps))
+
+
+def epoch_noise_bytes(setup: Setup, n_train: int) -> int:
+    """The size of :func:`epoch_noise` for one stream."""
+    steps = -(-n_train // setup.batch_size)
+    return 2 * steps * sum(math.prod(shape) for _, shape in setup.model.dropout_sites(setup.batch_size))
+
+
 def train_epoch(setup: Setup, state: State, hp: dict[str, jax.Array], stream: dict[str, jax.Array],
-                data: dict[str, jax.Array], epoch: jax.Array) -> tuple[State, dict[str, jax.Array]]:
+                data: dict[str, jax.Array], epoch: jax.Array,
+                noise: tuple[jax.Array, ...] | None = None) -> tuple[State, dict[str, jax.Array]]:
     """One epoch for one member: shuffled minibatches (``lax.scan``), then validation and early stopping.
 
     ``stream`` holds the member's ``key`` and its ``train_idx`` / ``val_idx`` into ``data`` (``x``: uint8
     images, ``y``: labels). The last partial minibatch is kept: it is padded to full size with samples
     weighted 0 (they still enter batch-norm statistics of that one step). A member whose ``active`` flag
-    is False comes back unchanged. Returns the new state and this epoch's train/val metrics.
+    is False comes back unchanged. `noise`: the epoch's dropout draws from :func:`epoch_noise` (the same
+    numbers as those made step by step without it). Returns the new state and this epoch's train/val
+    metrics.
     """
     tx = setup.tx
     ekey = jax.random.fold_in(stream["key"], epoch + 1)
     n = stream["train_idx"].shape[0]
     perm = jax.random.permutation(jax.random.fold_in(ekey, 0), n)
     rows, weights = _padded_batches(perm, setup.batch_size)
-    dkey = jax.random.fold_in(ekey, 1)
+    dkey = _dropout_key(stream, epoch)
     grad_fn = jax.value_and_grad(_loss, argnums=1, has_aux=True)
 
     def step(carry, inp):
         variables, opt_state, loss_sum, correct_sum = carry
-        pos, w, i = inp
+        pos, w, i, step_noise = inp
+        if not setup.use_dropout:
+            step_noise = None
+        elif step_noise is None:
+            step_noise = jax.random.fold_in(dkey, i)
         x, y = _batch(data, stream["train_idx"][pos])
         stats = {k: v for k, v in variables.items() if k != "params"}
         (_, (ce, correct, new_stats)), grads = grad_fn(
-            setup, variables["params"], stats, hp, x, y, w, jax.random.fold_in(dkey, i))
+            setup, variables["params"], stats, hp, x, y, w, step_noise)
         updates, opt_state = tx.update(grads, opt_state, variables["params"])
         params = optax.apply_updates(variables["params"], updates)
         variables = {"params": params, **({"batch_stats": new_stats} if new_stats else {})}
@@ -155,7 +184,7 @@ def train_epoch(setup: Setup, state: State, hp: dict[str, jax.Array], stream: di
     zero = jnp.float32(0.0)
     init_carry = (state["variables"], state["opt_state"], zero, zero)
     (variables, opt_state, loss_sum, correct_sum), _ = jax.lax.scan(
-        step, init_carry, (rows, weights, jnp.arange(rows.shape[0])))
+        step, init_carry, (rows, weights, jnp.arange(rows.shape[0]), noise))
     val = evaluate(setup, variables, data, stream["val_idx"])
     metrics = {"train_loss": loss_sum / n, "train_accuracy": correct_sum / n,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"]}

@@ -113,6 +113,15 @@ def test_dropout_sweep_members_equal_solo_runs(runs):
     assert bulk_param_diff(sweep.variables[1], sweep.variables[4]) > 50 * PARAM_ATOL
 
 
+def test_members_walked_in_blocks_with_shared_draws_equal_solo_runs(runs):
+    """Blocks of one member (what a CPU picks for a large model): the stream's dropout draws are made once
+    per epoch ahead of the walk instead of in every member's steps; the numbers are those of a member alone."""
+    walked = runs(dropout=DROPOUTS, member_block=1, devices=1)
+    for rate in (0.1, 0.7):
+        assert_same_member(walked, DROPOUTS.index(rate), runs(dropout=[rate]))
+    assert bulk_param_diff(walked.variables[1], walked.variables[4]) > 50 * PARAM_ATOL
+
+
 def test_seed_by_lr_grid_members_equal_solo_runs(runs):
     grid = runs(seed=[0, 1], lr=[1e-3, 3e-3], dropout=[0.1])
     # Stream-major order: seed 0 with each lr, then seed 1 with each lr.

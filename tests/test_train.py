@@ -200,3 +200,20 @@ def test_evaluate_matches_a_hand_computation():
     accuracy = (logits.argmax(1) == labels[idx]).mean()
     np.testing.assert_allclose(float(got["loss"]), loss, rtol=1e-5)
     assert float(got["accuracy"]) == pytest.approx(accuracy, abs=1e-7)
+
+
+def test_epoch_with_draws_made_ahead_equals_draws_made_per_step(tiny):
+    """train_epoch given epoch_noise's draws trains bit for bit as it does making them step by step."""
+    setup, data, stream = tiny
+    hp = hparams(lr=0.1, dropout=0.4)
+    state = train.init(setup, hp, stream["key"])
+    epoch = jnp.int32(2)
+    noise = jax.jit(partial(train.epoch_noise, setup))(stream, epoch)
+    assert [a.shape for a in noise] == [(3, 4, 6)]   # 3 steps of a batch of 4, one site of width 6
+    assert train.epoch_noise_bytes(setup, 10) == 2 * 3 * 4 * 6
+    ahead = jax.jit(partial(train.train_epoch, setup))(state, hp, stream, data, epoch, noise)
+    per_step = epoch_fn(setup)(state, hp, stream, data, epoch)
+    assert tree_equal(host(ahead), host(per_step))
+    # The draws matter: other draws give other parameters.
+    other = jax.jit(partial(train.train_epoch, setup))(state, hp, stream, data, epoch, (noise[0][::-1],))
+    assert not tree_equal(host(other[0]["variables"]), host(per_step[0]["variables"]))
