@@ -139,8 +139,9 @@ def benchmarks(results: Path) -> str:
                          f"{b['big_1024']['epoch_s']:.1f} s an epoch")
         if "checkpoint_every_epoch" in b:
             c = b["checkpoint_every_epoch"]
+            save = f", {1000 * c['median_save_s']:.0f} ms a save" if "median_save_s" in c else ""
             extra.append(f"checkpoint every epoch: {100 * c['overhead']:+.1f} % "
-                         f"({c['train_s_with']:.2f} s vs {c['train_s_without']:.2f} s)")
+                         f"({c['train_s_with']:.2f} s vs {c['train_s_without']:.2f} s{save})")
         extra.append(f"peak memory {b['peak_rss_gib']:.2f} GiB")
         rows.append(f"| {b['machine']} | | {'; '.join(extra)} | | | | | | | |")
     head = ("| machine | model | sweep s/epoch | loop s/epoch | sweep vs loop | M member-samples/s | GFLOP/s "
