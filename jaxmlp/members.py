@@ -274,7 +274,8 @@ def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -
     setup = setup_for(config, group, n_train)
     block = member_block(config, group)
     split = len(local_devices(config)) if unit.shard_axis == 1 else 1
-    grid = lambda fn, member_args, shared_args: _grid_map(fn, member_args, shared_args, block, split)
+    grid = lambda fn, member_args, shared_args, prelude=None: _grid_map(fn, member_args, shared_args, block,
+                                                                       split, prelude)
     # When a stream's members are walked in several blocks, each block would make the stream's dropout
     # draws again (threefry: ~7 % of an MLP epoch here): make them once per stream and epoch, if small.
     shared_noise = (setup.use_dropout and unit.shape[1] // split > block
@@ -294,8 +295,7 @@ def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -
     return GroupProgram(
         setup,
         init=jax.jit(grid(init, 1, 0)),
-        epoch=jax.jit(_grid_map(partial(train.train_epoch, setup), 2, 2, block, split, noise),
-                      donate_argnums=(0,)),
+        epoch=jax.jit(grid(partial(train.train_epoch, setup), 2, 2, noise), donate_argnums=(0,)),
         test=jax.jit(evaluate_test),
     )
 

@@ -63,7 +63,7 @@ def noise_draws(model: nn.Module, key: jax.Array, batch: int) -> tuple[jax.Array
     The same numbers as passing `key` itself as the model's noise. Members that share a key (a stream)
     can then share one set of draws instead of each making them again.
     """
-    return tuple(dropout_draws(jax.random.fold_in(key, site), shape) for site, shape in model.dropout_sites(batch))
+    return tuple(_site(key, j, site, shape) for j, (site, shape) in enumerate(model.dropout_sites(batch)))
 
 
 class MLP(nn.Module):
