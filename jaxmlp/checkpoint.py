@@ -20,9 +20,13 @@ written by process 0 alone. So the directory must be one that every process sees
 across machines), and a checkpoint written by N processes restores in any other layout, one process
 included. Notes and warnings are printed by process 0 only.
 
-Why packed: Orbax's cost is mostly per array (a tiny model's state is ~34 arrays of a few kB; one save
-took ~37 ms of CPU unpacked and ~20 ms packed, of which ~8 ms is the manager's fixed cost), and a
-checkpoint every epoch must stay a small fraction of a tiny model's epoch.
+Why packed, and why plain zarr: Orbax's cost is mostly per array and per save, not per byte (a tiny
+model's state is ~34 arrays of a few kB, 2.3 MB in all for 22 members). A checkpoint every epoch must stay
+a small fraction of a tiny model's epoch (~0.4 s on 2 CPU cores). There, packing took a save from ~37 to
+~20–27 ms of CPU (the state alone); a whole save (state, meta, deleting the oldest checkpoint) took ~46 ms
+with Orbax's async machinery, OCDBT and zstd, and ~31–36 ms without them (OCDBT pays off for many large
+arrays over many processes; float weights barely compress; every save is waited for anyway). Checkpoints
+of the earlier OCDBT layout still restore: Orbax reads either.
 
 Where the save runs: on CPU the training already uses every core, so Orbax's work on a background thread
 slowed the epochs by more than it took (+12 % with a worker thread vs about half of that done in line,
@@ -170,7 +174,7 @@ class Checkpointer:
         grids = {f"group_{g}": _pack(hosts.get(_grid(prep, state, g))) for g in range(len(prep.groups))}
         meta = {"format": FORMAT, "epoch": int(state.epoch), "config": _plain(self.config.to_dict()),
                 "history": list(state.history)}
-        args = ocp.args.Composite(state=ocp.args.StandardSave(grids), meta=ocp.args.JsonSave(meta))
+        args = ocp.args.Composite(state=ocp.args.PyTreeSave(grids), meta=ocp.args.JsonSave(meta))
         epoch = int(state.epoch)
         if self._worker is None:
             try:
@@ -280,8 +284,14 @@ def _manager(directory: Path, keep: int | None, read_only: bool = False) -> ocp.
         max_to_keep=keep, create=not read_only, read_only=read_only,
         # Leftovers of a save that was killed: never complete, so they can go.
         cleanup_tmp_directories=not read_only,
-        enable_async_checkpointing=True)
-    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+        # Every save is waited for (in line on CPU, on jaxmlp's own worker elsewhere), so Orbax's async
+        # machinery (a commit thread and a finalize thread per save) would only add cost.
+        enable_async_checkpointing=False)
+    # Plain uncompressed zarr, not OCDBT: see the module docstring (a packed state is one to three
+    # arrays, written by process 0 alone; float weights barely compress).
+    handlers = {"state": ocp.PyTreeCheckpointHandler(use_ocdbt=False, use_compression=False),
+                "meta": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 def _write(manager: ocp.CheckpointManager, epoch: int, args: ocp.args.Composite) -> None:
@@ -300,7 +310,7 @@ def _read(manager: ocp.CheckpointManager, step: int,
     """The group grids (numpy trees shaped like the abstract `target`) and meta of one checkpoint;
     damage raises."""
     packed = {g: _packed_target(tree) for g, tree in target.items()}
-    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(packed),
+    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(packed, restore_args=ocp.checkpoint_utils.construct_restore_args(packed)),
                                                         meta=ocp.args.JsonRestore()))
     grids = {g: _unpack(out["state"][g], tree) for g, tree in target.items()}
     return grids, _checked_meta(out["meta"], step)
