@@ -25,8 +25,7 @@ model's state is ~34 arrays of a few kB, 2.3 MB in all for 22 members). A checkp
 a small fraction of a tiny model's epoch (~0.4 s on 2 CPU cores). There, packing took a save from ~37 to
 ~20–27 ms of CPU (the state alone); a whole save (state, meta, deleting the oldest checkpoint) took ~46 ms
 with Orbax's async machinery, OCDBT and zstd, and ~31–36 ms without them (OCDBT pays off for many large
-arrays over many processes; float weights barely compress; every save is waited for anyway). Checkpoints
-of the earlier OCDBT layout still restore: Orbax reads either.
+arrays over many processes; float weights barely compress; every save is waited for anyway).
 
 Where the save runs: on CPU the training already uses every core, so Orbax's work on a background thread
 slowed the epochs by more than it took (+12 % with a worker thread vs about half of that done in line,
@@ -64,7 +63,7 @@ from jaxmlp import members as members_lib
 from jaxmlp.config import Group, SweepConfig
 from jaxmlp.errors import UsageError
 
-FORMAT = 2   # 2: state packed into one array per dtype
+FORMAT = 3   # 2: state packed into one array per dtype; 3: Dense kernels stored (out, in)
 # Settings that change only how members are laid out on devices, never which members a sweep has or what
 # they train on: checkpoints hold whole group grids, so these may differ between saving and resuming.
 LAYOUT_ONLY = ("devices", "chunk_size", "member_block")
@@ -349,6 +348,9 @@ def _unpack(packed: dict[str, Any], tree: Any) -> Any:
 
 
 def _checked_meta(meta: Any, step: int) -> dict[str, Any]:
+    if isinstance(meta, dict) and isinstance(meta.get("format"), int) and meta["format"] != FORMAT:
+        raise ValueError(f"written by another jaxmlp version (checkpoint format {meta['format']}; "
+                         f"this version reads format {FORMAT})")
     if not (isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("epoch") == step
             and len(meta.get("history", ())) == step and isinstance(meta.get("config"), dict)):
         raise ValueError(f"unexpected meta {str(meta)[:80]}")

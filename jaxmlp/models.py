@@ -66,6 +66,27 @@ def noise_draws(model: nn.Module, key: jax.Array, batch: int) -> tuple[jax.Array
     return tuple(_site(key, j, site, shape) for j, (site, shape) in enumerate(model.dropout_sites(batch)))
 
 
+class Dense(nn.Module):
+    """``y = x Wᵀ + b`` with the kernel W stored as (features out, features in): ``nn.Dense`` transposed.
+
+    Why not ``nn.Dense`` (kernel (in, out)): XLA's CPU matmul produces a layer's weight gradient as
+    (out, in); with an (in, out) kernel every optimizer update then read that gradient transposed, a
+    strided walk over the largest array of each step. With the kernel stored like the gradient, Adam's
+    update reads it contiguously: the 784-256-128-10 sweep's epoch took ~10 % less on 2 CPU cores. The
+    initial values are ``nn.Dense``'s (LeCun normal drawn as (in, out), then transposed), so only the
+    layout differs; the parameter module keeps the name ``Dense_<i>``.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        lecun = nn.initializers.lecun_normal()
+        kernel = self.param("kernel", lambda key, shape: lecun(key, shape[::-1]).T, (self.features, x.shape[-1]))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (1,)), ((), ()))) + bias
+
+
 class MLP(nn.Module):
     """Dense → [BatchNorm] → activation → dropout for each hidden size, then a Dense classifier."""
 
@@ -83,11 +104,11 @@ class MLP(nn.Module):
         act = ACTIVATIONS[self.activation]
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
-            x = nn.Dense(width)(x)
+            x = Dense(width)(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.99)(x)
             x = dropout(act(x), rate, _site(noise, i, i, x.shape))
-        return nn.Dense(self.num_classes)(x)
+        return Dense(self.num_classes)(x)
 
 
 class Conv3x3(nn.Module):
@@ -147,9 +168,9 @@ class CNN(nn.Module):
             x = dropout(x, rate, _site(noise, i, 100 + i, x.shape))
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
-            x = act(nn.Dense(width)(x))
+            x = act(Dense(width)(x))
             x = dropout(x, rate, _site(noise, len(self.filters) + i, i, x.shape))
-        return nn.Dense(self.num_classes)(x)
+        return Dense(self.num_classes)(x)
 
 
 def make_model(arch: str, hidden: Sequence[int], activation: str = "relu", batch_norm: bool = False) -> nn.Module:

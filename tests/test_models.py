@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -111,7 +112,7 @@ def test_mlp_shapes(hidden, batch_norm):
     params = variables["params"]
     widths = [784, *hidden, 10]
     for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        assert params[f"Dense_{i}"]["kernel"].shape == (a, b)
+        assert params[f"Dense_{i}"]["kernel"].shape == (b, a)   # stored (out, in): see models.Dense
         assert params[f"Dense_{i}"]["bias"].shape == (b,)
     assert ("batch_stats" in variables) == (batch_norm and len(hidden) > 0)
     if batch_norm:
@@ -141,8 +142,8 @@ def test_cnn_shapes(batch_norm):
     params = variables["params"]
     assert params["Conv3x3_0"]["kernel"].shape == (3, 3, 1, 32)
     assert params["Conv3x3_1"]["kernel"].shape == (3, 3, 32, 64)
-    assert params["Dense_0"]["kernel"].shape == (7 * 7 * 64, 32)
-    assert params["Dense_1"]["kernel"].shape == (32, 10)
+    assert params["Dense_0"]["kernel"].shape == (32, 7 * 7 * 64)
+    assert params["Dense_1"]["kernel"].shape == (10, 32)
     assert ("batch_stats" in variables) == batch_norm
     assert logits.shape == (2, 10)
     assert _shapes(model, 4, train=False)[1].shape == (4, 10)
@@ -180,3 +181,12 @@ def test_conv3x3_and_pool_equal_flax_conv_and_max_pool():
     for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
+
+
+def test_dense_is_flax_dense_with_the_kernel_transposed():
+    """Same initial values as ``nn.Dense`` (transposed) and the same outputs for them."""
+    x = jax.random.normal(jax.random.key(1), (5, 7))
+    ours = models.Dense(3).init(jax.random.key(0), x)
+    flax = nn.Dense(3).init(jax.random.key(0), x)
+    np.testing.assert_array_equal(ours["params"]["kernel"], flax["params"]["kernel"].T)
+    np.testing.assert_allclose(models.Dense(3).apply(ours, x), nn.Dense(3).apply(flax, x), rtol=1e-6, atol=1e-6)

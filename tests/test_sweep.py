@@ -243,8 +243,8 @@ def test_groups_share_one_results_table(runs):
     res = runs(hidden=[(8,), (16,)], optimizer=["sgd", "adam"], dropout=[0.1])
     got = [(m["index"], m["hparams"]["hidden"], m["hparams"]["optimizer"]) for m in res.members]
     assert got == [(0, "8", "sgd"), (1, "8", "adam"), (2, "16", "sgd"), (3, "16", "adam")]
-    assert res.variables[0]["params"]["Dense_0"]["kernel"].shape == (784, 8)
-    assert res.variables[2]["params"]["Dense_0"]["kernel"].shape == (784, 16)
+    assert res.variables[0]["params"]["Dense_0"]["kernel"].shape == (8, 784)
+    assert res.variables[2]["params"]["Dense_0"]["kernel"].shape == (16, 784)
     for h in res.history:
         assert all(len(h[m]) == 4 and None not in h[m] for m in members.METRICS)
     # The (16, adam) group's member is the same model as the plain dropout-0.1 run.

@@ -38,7 +38,7 @@ def host(tree):
 
 def linear_ce(params, x, y):
     """Mean cross-entropy of a linear classifier on flattened [0, 1] images, written out by hand."""
-    logits = x.reshape(len(x), -1) @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"]
+    logits = x.reshape(len(x), -1) @ params["Dense_0"]["kernel"].T + params["Dense_0"]["bias"]
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
 
 
@@ -187,7 +187,7 @@ def test_evaluate_matches_a_hand_computation():
     kernel = rng.normal(0, 0.05, size=(784, 10)).astype(np.float32)
     bias = rng.normal(0, 0.5, size=10).astype(np.float32)
     setup = train.Setup(models.make_model("mlp", ()), eval_batch=3)
-    variables = {"params": {"Dense_0": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}}}
+    variables = {"params": {"Dense_0": {"kernel": jnp.asarray(kernel.T), "bias": jnp.asarray(bias)}}}   # (out, in)
     idx = np.array([11, 0, 5, 3, 8, 2, 9])
     got = train.evaluate(setup, variables, {"x": jnp.asarray(images), "y": jnp.asarray(labels)},
                          jnp.asarray(idx, jnp.int32))
