@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -128,11 +129,14 @@ def benchmarks(results: Path) -> str:
     for path in sorted(results.glob("*.json")):
         b = json.loads(path.read_text())
         for model, r in b["models"].items():
+            windows = r.get("matmul_windows_flops")
+            sustained = f"{statistics.median(windows) / 1e9:.0f}" if windows else "–"
+            burst = r.get("fraction_of_burst_peak", r["flops_per_s"] / b["matmul_peak_flops"])
             rows.append(f"| {b['machine']} | {model} | {r['sweep_epoch_s']:.3f} | "
                         f"{r.get('loop_epoch_s', float('nan')):.3f} | {r.get('sweep_over_loop', float('nan')):.1f}× | "
                         f"{r['member_samples_per_s'] / 1e6:.2f} | {r['flops_per_s'] / 1e9:.0f} | "
-                        f"{b['matmul_peak_flops'] / 1e9:.0f} | {r['fraction_of_peak']:.2f} | "
-                        f"{r.get('single_member_epoch_s', float('nan')):.3f} |")
+                        f"{b['matmul_peak_flops'] / 1e9:.0f} / {sustained} | {r['fraction_of_peak']:.2f} | "
+                        f"{burst:.2f} | {r.get('single_member_epoch_s', float('nan')):.3f} |")
         extra = []
         if "big_1024" in b:
             extra.append(f"1,024 tiny members in {b['big_1024']['units']} chunks: "
@@ -140,12 +144,15 @@ def benchmarks(results: Path) -> str:
         if "checkpoint_every_epoch" in b:
             c = b["checkpoint_every_epoch"]
             save = f", {1000 * c['median_save_s']:.0f} ms a save" if "median_save_s" in c else ""
+            if "median_save_share" in c:
+                save += f", saves {100 * c['median_save_share']:.1f} % of their run's training time"
             extra.append(f"checkpoint every epoch: {100 * c['overhead']:+.1f} % "
                          f"({c['train_s_with']:.2f} s vs {c['train_s_without']:.2f} s{save})")
         extra.append(f"peak memory {b['peak_rss_gib']:.2f} GiB")
-        rows.append(f"| {b['machine']} | | {'; '.join(extra)} | | | | | | | |")
+        rows.append(f"| {b['machine']} | | {'; '.join(extra)} | | | | | | | | |")
     head = ("| machine | model | sweep s/epoch | loop s/epoch | sweep vs loop | M member-samples/s | GFLOP/s "
-            "| matmul peak GFLOP/s | of peak | one member s/epoch |\n|---|---|---|---|---|---|---|---|---|---|")
+            "| matmul GFLOP/s, burst / sustained | of peak | of burst | one member s/epoch |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows) + "\n"
 
 

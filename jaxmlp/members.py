@@ -74,10 +74,10 @@ def prepare_data(config: SweepConfig, name: str) -> DeviceData:
 
 # ---- devices -----------------------------------------------------------------------------------------
 
-def local_devices(config: SweepConfig) -> list[jax.Device]:
-    """The devices a sweep's members are sharded over, taken (despite the name, kept for its callers)
-    from the run's *global* device list, :func:`jaxmlp.hosts.devices`: in one process its own devices,
-    under ``jax.distributed`` every process's.
+def sweep_devices(config: SweepConfig) -> list[jax.Device]:
+    """The devices a sweep's members are sharded over, taken from the run's global device list,
+    :func:`jaxmlp.hosts.devices`: in one process its own devices, under ``jax.distributed`` every
+    process's.
 
     ``config.devices`` of them, or by default all, unless some group has fewer members than devices
     (padding would then cost more than the devices give: a single run trains on one device, with all its
@@ -110,7 +110,7 @@ def local_devices(config: SweepConfig) -> list[jax.Device]:
 
 def describe_layout(prep: "Prepared") -> str:
     """One line saying how the sweep is laid out: members, groups, chunks, devices, member blocks."""
-    devices = local_devices(prep.config)
+    devices = sweep_devices(prep.config)
     kinds = sorted({d.device_kind for d in devices})
     processes = hosts.process_count()
     return (f"{prep.size} member(s) in {len(prep.groups)} group(s), {len(prep.units)} chunk(s); "
@@ -121,7 +121,7 @@ def describe_layout(prep: "Prepared") -> str:
 
 def _mesh(config: SweepConfig) -> Mesh:
     # Auto axis types: with Explicit ones (the default of jax.make_mesh) vmap(tx.init) over a sharded tree fails.
-    return Mesh(np.array(local_devices(config)), ("members",), axis_types=(jax.sharding.AxisType.Auto,))
+    return Mesh(np.array(sweep_devices(config)), ("members",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def _replicated(config: SweepConfig) -> NamedSharding:
@@ -178,7 +178,7 @@ def memory_budget() -> int:
 def plan(config: SweepConfig, group_id: int, group: Group) -> list[Unit]:
     """Split a group into units of at most ``chunk_size`` members, padded for the device count."""
     S, H = len(group.streams), len(group.hparams)
-    d = len(local_devices(config))
+    d = len(sweep_devices(config))
     fit = max(1, memory_budget() // member_bytes(group))
     chunk = config.chunk_size or fit
     if chunk > fit:
@@ -273,7 +273,7 @@ def build_program(config: SweepConfig, group: Group, unit: Unit, n_train: int) -
     """The jitted init, epoch and test functions for the units of a group (which share one shape)."""
     setup = setup_for(config, group, n_train)
     block = member_block(config, group)
-    split = len(local_devices(config)) if unit.shard_axis == 1 else 1
+    split = len(sweep_devices(config)) if unit.shard_axis == 1 else 1
     grid = lambda fn, member_args, shared_args, prelude=None: _grid_map(fn, member_args, shared_args, block,
                                                                        split, prelude)
     # When a stream's members are walked in several blocks, each block would make the stream's dropout

@@ -119,7 +119,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
                 "checkpoint_s": round(checkpoint_s, 3),
                 "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},
         versions=results.versions(),
-        devices=[str(d) for d in members_lib.local_devices(config)],
+        devices=[str(d) for d in members_lib.sweep_devices(config)],
     )
     res.config["data_source"] = {k: v.source for k, v in prep.data.items()}
     res.command = command

@@ -234,10 +234,10 @@ def config(members_flags: list[str], devices: int | None = None):
 def test_devices_are_counted_over_all_processes_and_split_evenly(monkeypatch):
     d = fake_run(monkeypatch, processes=2, per_process=3)
     seven = ["--dropout", "0,0.1,0.2,0.3,0.4,0.5,0.6"]
-    assert members.local_devices(config(seven)) == d                       # default: every device
-    assert members.local_devices(config(seven, devices=4)) == [d[0], d[1], d[3], d[4]]   # 2 of each process
-    assert members.local_devices(config(["--dropout", "0,0.1"])) == [d[0], d[3]]       # small: 1 of each
+    assert members.sweep_devices(config(seven)) == d                       # default: every device
+    assert members.sweep_devices(config(seven, devices=4)) == [d[0], d[1], d[3], d[4]]   # 2 of each process
+    assert members.sweep_devices(config(["--dropout", "0,0.1"])) == [d[0], d[3]]       # small: 1 of each
     with pytest.raises(UsageError, match=r"^--devices 3 does not split evenly over 2 processes: use a multiple of 2$"):
-        members.local_devices(config(seven, devices=3))
+        members.sweep_devices(config(seven, devices=3))
     with pytest.raises(UsageError, match=r"^--devices 8 is not available: the 2 processes have 6 device\(s\)$"):
-        members.local_devices(config(seven, devices=8))
+        members.sweep_devices(config(seven, devices=8))
