@@ -307,7 +307,12 @@ def _legend(ax: Axes, n: int, title: str | None = None) -> None:
     if n <= 6:
         ax.legend(loc="best", title=title)
     else:  # many lines: outside, to the right, so they hide no data
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=title, fontsize=7.5)
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=title, fontsize=7.5)
+        # Grow the figure by the legend's width (and to its height), so that constrained layout does not
+        # squeeze the axes to make room for it (with ~40 long labels it squeezed them to nothing).
+        fig, box = ax.figure, legend.get_window_extent()
+        fig.set_figwidth(fig.get_figwidth() + box.width / fig.dpi)
+        fig.set_figheight(max(fig.get_figheight(), box.height / fig.dpi + 1.0))
 
 
 def _hue_label(hue_axes: Sequence[str], hue: tuple) -> str:

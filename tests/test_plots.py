@@ -6,6 +6,7 @@ import json
 import shutil
 import struct
 import subprocess
+import warnings
 import sys
 from pathlib import Path
 
@@ -183,3 +184,17 @@ def test_helpers_reject_unknown_settings_and_metrics(single_run):
         plots.metric_vs_param(res, "momentum")
     with pytest.raises(UsageError, match="unknown metric 'f1'"):
         plots.member_values(res, "f1")
+
+
+def test_many_lines_keep_the_axes_their_size(synthetic_dir, tmp_path):
+    """40 long legend entries (20 λ₂ × lr combinations, validation and test) beside one axes: the figure
+    grows to hold them instead of constrained layout squeezing the axes to nothing."""
+    run = _sweep(synthetic_dir, tmp_path / "many", l1=[0.0, 1e-4], l2=[0.0, 1e-3],
+                 lr=[float(x) for x in np.geomspace(1e-4, 1e-2, 10)])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*constrained_layout not applied.*")
+        fig = plots.metric_vs_param(Results.read(run), "l1").figure
+        fig.savefig(tmp_path / "l1.png")
+    ax = fig.axes[0]
+    assert len(ax.get_legend().get_texts()) == 40
+    assert ax.get_position().width * fig.get_figwidth() > 3.0   # inches: the axes kept most of its width
