@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from experiments import common
+from jaxmlp.cli import join_processes, processes_from_args
 from jaxmlp.hostdevices import use_one_device_per_core
 from jaxmlp.errors import UsageError
 
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = common.STUDIES if args.all else [args.name]
         for name in names:
             common.load_module(name)   # an unknown name fails before anything runs
+        processes = processes_from_args(args)
+        common.options_from_args(args, None)   # bad values too
+        join_processes(processes)
         times = []
         for name in names:
             if args.all:
@@ -53,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             common.run_study(name, common.options_from_args(args, out))
             times.append((name, time.perf_counter() - t0))
-        if len(times) > 1:
+        if len(times) > 1 and common.is_primary():
             print(common.plain_table(["study", "wall (s)"], [[n, f"{t:.1f}"] for n, t in times],
                                      f"{len(times)} studies in {sum(t for _, t in times):.1f} s"))
         return 0

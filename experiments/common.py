@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
+from jaxmlp.cli import add_process_flags, join_processes, processes_from_args
 from jaxmlp.errors import UsageError
 from jaxmlp.hostdevices import use_one_device_per_core
 
@@ -81,6 +82,7 @@ def build_parser(study: str | None = None) -> argparse.ArgumentParser:
                         f"{QUICK_FRACTION} with --quick); subsets a study takes are shares of it")
     p.add_argument("--epochs", type=int, help="train every sweep for this many epochs (for tests and tiny runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_process_flags(p)
     return p
 
 
@@ -186,8 +188,9 @@ class Study:
     def figure(self, fig: "Figure", filename: str, caption: str) -> Path:
         """Save `fig` as ``<out>/<filename>`` and link it from the summary."""
         path = self.out / filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight", facecolor="white")
+        if is_primary():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=120, bbox_inches="tight", facecolor="white")
         self.link(path, caption)
         return path
 
@@ -387,6 +390,14 @@ def load_module(name: str) -> Any:
     return importlib.import_module(f"{__package__}.{name}")
 
 
+def is_primary() -> bool:
+    """Whether this process writes and prints (process 0 under jax.distributed; the only one otherwise).
+    jax is imported here, not at the top: the studies set the host device count before it loads."""
+    from jaxmlp import hosts
+
+    return hosts.is_primary()
+
+
 def run_study(name: str, opts: Options) -> Study:
     """Run one study end to end: its sweeps, figures and tables, then summary.md and summary.json."""
     from jaxmlp.run import check_out_dir
@@ -397,10 +408,11 @@ def run_study(name: str, opts: Options) -> Study:
     t0 = time.perf_counter()
     module.run(study)
     wall = time.perf_counter() - t0
-    write_summary(study, wall)
-    for table in study.printed:
-        print(table + "\n")
-    print(f"{name}: {'quick' if opts.quick else 'full'} run in {wall:.1f} s; summary in {study.out / 'summary.md'}")
+    if is_primary():   # under jax.distributed every process trains; process 0 alone writes and prints
+        write_summary(study, wall)
+        for table in study.printed:
+            print(table + "\n")
+        print(f"{name}: {'quick' if opts.quick else 'full'} run in {wall:.1f} s; summary in {study.out / 'summary.md'}")
     return study
 
 
@@ -461,7 +473,10 @@ def study_main(name: str, argv: Sequence[str] | None = None) -> int:
     use_one_device_per_core()
     try:
         args = build_parser(name).parse_args(argv)
-        run_study(name, options_from_args(args, Path(args.out) if args.out else None))
+        processes = processes_from_args(args)
+        opts = options_from_args(args, Path(args.out) if args.out else None)
+        join_processes(processes)
+        run_study(name, opts)
         return 0
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -68,6 +68,11 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--new-run", action="store_true", help="discard existing checkpoints of this run name")
     p.add_argument("--no-plots", action="store_true", help="skip the figures at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_process_flags(p)
+
+
+def add_process_flags(p: argparse.ArgumentParser) -> None:
+    """``--coordinator``, ``--num-processes``, ``--process-id`` (read back by :func:`processes_from_args`)."""
     several = p.add_argument_group(
         "several processes", "run the same command in every process (one per host) under jax.distributed, "
         "with all three flags; process 0 writes --out, every process trains its share of the members")
@@ -164,11 +169,8 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.command}")
     if args.checkpoint_every < 1 or args.keep < 1:
         raise UsageError("--checkpoint-every and --keep must be at least 1")
+    join_processes(processes)
     from jaxmlp import hosts
-
-    if processes is not None:   # before anything touches a device: jax builds its backend once
-        _python_only_stdout()
-        hosts.start(*processes)
     from jaxmlp.checkpoint import default_dir
 
     ckpt_dir = None if args.no_checkpoint else Path(args.checkpoint_dir or default_dir(out))
@@ -182,6 +184,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best test accuracy "
               f"{best['test']['accuracy']:.4f} (member {best['index']}); results in {out}/")
     return 0
+
+
+def join_processes(processes: tuple[str, int, int] | None) -> None:
+    """Join ``jax.distributed`` as one of `processes` (from :func:`processes_from_args`); nothing for None.
+    Call it before anything touches a device: jax builds its backend once."""
+    if processes is None:
+        return
+    from jaxmlp import hosts
+
+    _python_only_stdout()
+    hosts.start(*processes)
 
 
 def _python_only_stdout() -> None:

@@ -168,6 +168,27 @@ def test_two_processes_resume_a_checkpoint_of_one(runs, tmp_path):
     assert complete_steps(ckpt) == [1, 2]
 
 
+def test_a_study_in_two_processes_finds_what_one_process_finds(synthetic_dir, tmp_path):
+    """A reference study (quick, one epoch) under jax.distributed: process 0 writes the summary and its
+    numbers equal a one-process run's; process 1 writes nothing and prints nothing."""
+    study = [sys.executable, "-m", "experiments.l1_vs_l2_weights", "--quick", "--data-dir", str(synthetic_dir),
+             "--train-fraction", "1", "--epochs", "1", "--quiet"]
+    one = subprocess.run([*study, "--out", str(tmp_path / "one")], env=env_with(2), capture_output=True,
+                         text=True, timeout=TIMEOUT_S)
+    assert one.returncode == 0, one.stderr
+    port = free_port()
+    primary, other = run_together(
+        [[*study, "--out", str(tmp_path / ("two" if i == 0 else "two_p1")), "--coordinator", f"127.0.0.1:{port}",
+          "--num-processes", "2", "--process-id", str(i)] for i in range(2)], env_with(1))
+    assert primary.returncode == 0 and other.returncode == 0, primary.stderr[-3000:] + other.stderr[-3000:]
+    got, want = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("two", "one"))
+    assert got["numbers"] == want["numbers"] and got["numbers"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert not (tmp_path / "two_p1").exists()
+    assert (other.stdout, other.stderr) == ("", "")
+    assert "l1_vs_l2_weights: quick run in" in primary.stdout
+
+
 def test_no_cluster_to_detect_is_one_line(tmp_path):
     """hosts.start() with no arguments lets jax look for a cluster; here there is none."""
     proc = subprocess.run([sys.executable, "-c", "from jaxmlp import hosts; hosts.start()"], env=env_with(1),

@@ -48,6 +48,8 @@ def test_listing_from_the_command_line_and_through_jaxmlp(capsys):
     (["kfold", "--all"], "give a study name or --all, not both (got 'kfold' and --all)"),
     (["kfold", "--train-fraction", "0"], "--train-fraction must lie in (0, 1], got 0.0"),
     (["kfold", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["kfold", "--coordinator", "10.0.0.1:8476"], "--num-processes and --process-id missing: --coordinator, "
+     "--num-processes and --process-id go together (all three for a run of several processes, none for one)"),
 ])
 def test_bad_flags_print_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
