@@ -157,8 +157,8 @@ def main() -> None:
     print(f"devices: {len(devices)} x {devices[0].device_kind}; float32 matmul peak {peak / 1e9:.1f} GFLOP/s "
           f"(best of 10 short runs on {peak_devices} device(s))")
     rates = list(np.round(np.linspace(0.01, 0.99, ARGS.members), 4))
-    out = {"machine": machine, "devices": [str(d) for d in devices], "matmul_peak_flops": peak, "matmul_peak_devices": peak_devices,
-           "jax": jax.__version__, "members": ARGS.members, "models": {}}
+    out = {"machine": machine, "devices": [str(d) for d in devices], "matmul_peak_flops": peak,
+           "matmul_peak_devices": peak_devices, "jax": jax.__version__, "members": ARGS.members, "models": {}}
     rows = []
     for name, hidden in MODELS.items():
         rec = {}
@@ -174,10 +174,11 @@ def main() -> None:
         samples = sweep["n_train"] * ARGS.members
         flops = 6 * weights(hidden) * samples
         windows = sweep["paired"]
+        paired = [flops / t / w for t, w in zip(sweep["epoch_times"], windows)]
         rec.update({"sweep_epoch_s": epoch_s, "member_samples_per_s": samples / epoch_s,
                     "flops_per_s": flops / epoch_s, "fraction_of_burst_peak": flops / epoch_s / peak,
                     "matmul_windows_flops": windows,
-                    "fraction_of_peak": statistics.median(flops / t / w for t, w in zip(sweep["epoch_times"], windows))})
+                    "fraction_of_peak": statistics.median(paired)})
         if not ARGS.skip_loop:
             # The loop: one member's compiled epoch (one device, both threads), called once per member.
             single = time_sweep(base_config(hidden, dd, dropout=[rates[0]], devices=1), ARGS.epochs)
@@ -187,7 +188,8 @@ def main() -> None:
         out["models"][name] = rec
         rows.append((name, rec))
     print(f"\n{'model':6} {'sweep s/epoch':>13} {'1-device':>8} {'loop s/epoch':>12} {'speed-up':>8} "
-          f"{'M samples/s':>11} {'GFLOP/s':>8} {'of peak':>7} {'of burst':>8} {'compile s':>9} {'1 member s/epoch':>16}")
+          f"{'M samples/s':>11} {'GFLOP/s':>8} {'of peak':>7} {'of burst':>8} {'compile s':>9} "
+          f"{'1 member s/epoch':>16}")
     for name, r in rows:
         print(f"{name:6} {r['sweep_epoch_s']:13.3f} {r.get('sweep_epoch_s_one_device', float('nan')):8.3f} "
               f"{r.get('loop_epoch_s', float('nan')):12.3f} {r.get('sweep_over_loop', float('nan')):7.1f}x "

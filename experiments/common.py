@@ -72,7 +72,8 @@ def build_parser(study: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("name", nargs="?", help="study to run (omit to list them)")
         p.add_argument("--all", action="store_true", help="run every study, one after another")
     p.add_argument("--quick", action="store_true",
-                   help=f"a few epochs on a {100 * QUICK_FRACTION:.0f}%% stratified subset, fewer values (for CPU and CI)")
+                   help=f"a few epochs on a {100 * QUICK_FRACTION:.0f}%% stratified subset, fewer values "
+                        "(for CPU and CI)")
     p.add_argument("--out", help="output folder (default runs/<study>; with --all, the parent of each study's folder)")
     p.add_argument("--dataset", default="fashion_mnist", choices=DATASETS)
     p.add_argument("--data-dir", help="folder with the four IDX files (default: $JAXMLP_DATA_DIR, the system "

@@ -47,7 +47,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -80,8 +79,8 @@ class Checkpointer:
     """Saves a sweep's state every `every` epochs (and at its last epoch), keeping the newest `keep`.
 
     Use: :meth:`check` before anything else, :meth:`restore` once the sweep is prepared, :meth:`save` after
-    each epoch, :meth:`wait` at the end. ``save_s`` collects the seconds each save held training up (on
-    CPU the whole save; on an accelerator only the copy to the host, the rest runs on a worker thread).
+    each epoch, :meth:`wait` at the end. On CPU a save holds training up for all of its time; on an
+    accelerator only for the copy to the host, the rest runs on a worker thread.
     """
 
     def __init__(self, directory: str | os.PathLike, config: SweepConfig, every: int = 1, keep: int = 2):
@@ -89,7 +88,6 @@ class Checkpointer:
         self.config = config
         self.every = every
         self.keep = keep
-        self.save_s: list[float] = []
         self._manager: ocp.CheckpointManager | None = None
         self._checked = False
         # One worker, so saves reach Orbax in order and only one thread ever uses the manager meanwhile;
@@ -166,7 +164,6 @@ class Checkpointer:
         if state.epoch % self.every and not last:
             return
         manager = self._open()
-        t0 = time.perf_counter()
         self.wait()   # the previous save first, so that a failure names its own epoch
         # Host copies now: the next epoch donates (reuses) the device buffers. The history list is
         # copied too, as training appends to it while a worker writes.
@@ -182,7 +179,6 @@ class Checkpointer:
                 self._raise_write_error(e, epoch)
         else:
             self._pending = (epoch, self._worker.submit(_write, manager, epoch, args))
-        self.save_s.append(time.perf_counter() - t0)
 
     def wait(self) -> None:
         """Block until the last save is complete on disk; a refused write raises :class:`UsageError`."""
@@ -294,7 +290,8 @@ def _manager(directory: Path, keep: int | None, read_only: bool = False) -> ocp.
 
 
 def _write(manager: ocp.CheckpointManager, epoch: int, args: ocp.args.Composite) -> None:
-    """One complete save (on the worker thread): Orbax writes a temporary directory, then renames it."""
+    """One complete save (in line on CPU, on the worker thread elsewhere): Orbax writes a temporary
+    directory, then renames it."""
     manager.save(epoch, args=args)
     manager.wait_until_finished()
 
@@ -309,8 +306,8 @@ def _read(manager: ocp.CheckpointManager, step: int,
     """The group grids (numpy trees shaped like the abstract `target`) and meta of one checkpoint;
     damage raises."""
     packed = {g: _packed_target(tree) for g, tree in target.items()}
-    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(packed, restore_args=ocp.checkpoint_utils.construct_restore_args(packed)),
-                                                        meta=ocp.args.JsonRestore()))
+    state = ocp.args.PyTreeRestore(packed, restore_args=ocp.checkpoint_utils.construct_restore_args(packed))
+    out = manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
     grids = {g: _unpack(out["state"][g], tree) for g, tree in target.items()}
     return grids, _checked_meta(out["meta"], step)
 

@@ -262,7 +262,7 @@ class GroupProgram:
 def setup_for(config: SweepConfig, group: Group, n_train: int) -> train.Setup:
     st = group.static
     model = models.make_model(st["arch"], st["hidden"], st["activation"], st["batch_norm"])
-    steps = config.epochs * -(-n_train // st["batch_size"])
+    steps = config.epochs * train.steps_per_epoch(n_train, st["batch_size"])
     return train.Setup(model, st["optimizer"], st["batch_size"], config.patience,
                        lr_schedule=config.lr_schedule, total_steps=steps,
                        use_l1=any(v > 0 for v in config.l1), use_l2=any(v > 0 for v in config.l2),

@@ -113,8 +113,9 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         config=config.to_dict(),
         members=members_lib.member_records(prep, state),
         history=state.history,
-        # train_s: the epochs alone; checkpoint_s: what saving blocked (the copy to the host, and waiting
-        # for the last write), so train_s + checkpoint_s is the loop's wall time.
+        # train_s: the epochs alone; checkpoint_s: what saving blocked (on CPU the saves themselves; on an
+        # accelerator the copies to the host and waiting for the last write), so train_s + checkpoint_s
+        # is the loop's wall time.
         timing={"compile_s": round(sum(p.compile_s for p in prep.programs), 3), "train_s": round(train_s, 3),
                 "checkpoint_s": round(checkpoint_s, 3),
                 "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},

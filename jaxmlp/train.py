@@ -83,11 +83,16 @@ def _batch(data: dict[str, jax.Array], idx: jax.Array) -> tuple[jax.Array, jax.A
     return to_float(data["x"][idx]), data["y"][idx]
 
 
+def steps_per_epoch(n_train: int, batch: int) -> int:
+    """Minibatches in an epoch of `n_train` samples: the last partial one counts (see _padded_batches)."""
+    return -(-n_train // batch)
+
+
 def _padded_batches(order: jax.Array, batch: int) -> tuple[jax.Array, jax.Array]:
     """Reshape positions into (steps, batch) rows; the last partial row is filled with the first
     positions again, weighted 0, so every step has one shape and each sample counts once."""
     n = order.shape[0]
-    steps = -(-n // batch)
+    steps = steps_per_epoch(n, batch)
     pad = steps * batch - n
     order = jnp.concatenate([order, order[:pad]])
     weights = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(pad, jnp.float32)])
@@ -125,15 +130,20 @@ def _loss(setup, params, stats, hp, x, y, w, noise):
     return loss, (ce, correct, new_stats)
 
 
+def _epoch_key(stream: dict[str, jax.Array], epoch: jax.Array) -> jax.Array:
+    """The key of one epoch of `stream`: it folds in 0 for the shuffle, 1 for the dropout draws."""
+    return jax.random.fold_in(stream["key"], epoch + 1)
+
+
 def _dropout_key(stream: dict[str, jax.Array], epoch: jax.Array) -> jax.Array:
     """The key of an epoch's dropout draws; step i folds in i."""
-    return jax.random.fold_in(jax.random.fold_in(stream["key"], epoch + 1), 1)
+    return jax.random.fold_in(_epoch_key(stream, epoch), 1)
 
 
 def epoch_noise(setup: Setup, stream: dict[str, jax.Array], epoch: jax.Array) -> tuple[jax.Array, ...]:
     """Every dropout draw of an epoch of `stream` (leading axis: steps), the same numbers that
     :func:`train_epoch` makes step by step. Made once, they serve every member of the stream."""
-    steps = -(-stream["train_idx"].shape[0] // setup.batch_size)
+    steps = steps_per_epoch(stream["train_idx"].shape[0], setup.batch_size)
     dkey = _dropout_key(stream, epoch)
     return jax.vmap(lambda i: models.noise_draws(setup.model, jax.random.fold_in(dkey, i), setup.batch_size))(
         jnp.arange(steps))
@@ -141,8 +151,8 @@ def epoch_noise(setup: Setup, stream: dict[str, jax.Array], epoch: jax.Array) ->
 
 def epoch_noise_bytes(setup: Setup, n_train: int) -> int:
     """The size of :func:`epoch_noise` for one stream."""
-    steps = -(-n_train // setup.batch_size)
-    return 2 * steps * sum(math.prod(shape) for _, shape in setup.model.dropout_sites(setup.batch_size))
+    per_step = sum(math.prod(shape) for _, shape in setup.model.dropout_sites(setup.batch_size))
+    return 2 * steps_per_epoch(n_train, setup.batch_size) * per_step   # uint16 draws
 
 
 def train_epoch(setup: Setup, state: State, hp: dict[str, jax.Array], stream: dict[str, jax.Array],
@@ -158,9 +168,8 @@ def train_epoch(setup: Setup, state: State, hp: dict[str, jax.Array], stream: di
     metrics.
     """
     tx = setup.tx
-    ekey = jax.random.fold_in(stream["key"], epoch + 1)
     n = stream["train_idx"].shape[0]
-    perm = jax.random.permutation(jax.random.fold_in(ekey, 0), n)
+    perm = jax.random.permutation(jax.random.fold_in(_epoch_key(stream, epoch), 0), n)
     rows, weights = _padded_batches(perm, setup.batch_size)
     dkey = _dropout_key(stream, epoch)
     grad_fn = jax.value_and_grad(_loss, argnums=1, has_aux=True)
