@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from matplotlib import colors as mcolors
 from matplotlib.container import ErrorbarContainer
+from scipy.stats import t as t_dist
 
-from jaxmlp import plots
+from jaxmlp import plots, stats
 from jaxmlp.cli import main
 from jaxmlp.config import SweepConfig
 from jaxmlp.errors import UsageError
@@ -114,7 +115,7 @@ def test_single_member_gets_learning_curves_only(single_run):
     np.testing.assert_array_equal(train.get_xdata(), [1, 2])
 
 
-def test_error_bars_are_std_over_seeds_from_results_json(dropout_run):
+def test_error_bars_are_95_percent_intervals_over_seeds_from_results_json(dropout_run):
     members = _members(dropout_run)
     ax = plots.metric_vs_param(Results.read(dropout_run), "dropout", "accuracy")
     bars = {c.get_label(): c for c in ax.containers if isinstance(c, ErrorbarContainer)}
@@ -123,13 +124,41 @@ def test_error_bars_are_std_over_seeds_from_results_json(dropout_run):
         acc = [100 * m[split]["accuracy"] for m in members if m["hparams"]["dropout"] == 0.5]
         assert len(acc) == 2
         mean, std = (acc[0] + acc[1]) / 2, abs(acc[0] - acc[1]) / np.sqrt(2)   # sample std (ddof=1) of two
+        half = t_dist.ppf(0.975, 1) * std / np.sqrt(2)                         # t interval, 1 degree of freedom
         data_line, _, (barcol,) = bars[label].lines
         assert list(data_line.get_xdata()) == [0.0, 0.5]
         assert data_line.get_ydata()[1] == pytest.approx(mean)
         (x0, lo), (x1, hi) = barcol.get_segments()[1]
         assert x0 == x1 == 0.5
-        assert (hi - lo) / 2 == pytest.approx(std)
+        assert (hi - lo) / 2 == pytest.approx(half)
         assert (lo + hi) / 2 == pytest.approx(mean)
+    assert ax.get_title().endswith("mean and 95 % CI (t) over 2 seeds, n = 2 per point")
+
+
+def test_intervals_from_hand_written_results_with_folds_and_a_diverged_member(tmp_path):
+    """No training: 2 rates × 2 seeds × 5 folds written by hand; one member diverged (NaN)."""
+    members = []
+    for rate in (0.1, 0.5):
+        for seed in (0, 1):
+            for fold in range(5):
+                acc = 0.8 - 0.1 * rate + 0.01 * fold + 0.005 * seed
+                members.append({"index": len(members), "hparams": {"dropout": rate, "seed": seed, "fold": fold},
+                                "best_epoch": 1, "epochs_run": 1, "stopped_early": False,
+                                "val": {"loss": 0.5, "accuracy": acc}, "test": {"loss": 0.5, "accuracy": acc}})
+    members[0]["test"]["accuracy"] = float("nan")
+    (tmp_path / "results.json").write_text(json.dumps({"config": {"folds": 5, "epochs": 1}, "members": members}))
+    res = Results.read(tmp_path)
+    ax = plots.metric_vs_param(res, "dropout", "accuracy", splits=("test",))
+    (container,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    (x0, lo), (x1, hi) = container.lines[2][0].get_segments()[1]
+    expected = stats.mean_interval([100 * m["test"]["accuracy"] for m in members[10:]], folds=5)
+    assert (lo, hi) == (pytest.approx(expected.low), pytest.approx(expected.high))
+    assert ax.get_title().endswith("mean and 95 % CI (t, Nadeau-Bengio corrected for 5 folds) over 2 seeds × "
+                                   "5 folds, n = 9–10 per point")
+    hm = plots.heatmap(res, "dropout", "seed")   # cells over 5 folds, each with its interval
+    cell = next(t for t in hm.texts if t.get_position() == (1, 0))
+    ci = stats.mean_interval([100 * m["test"]["accuracy"] for m in members[10:15]], folds=5)
+    assert cell.get_text() == f"{ci.mean:.1f}\n±{ci.half_width:.1f}"
 
 
 def test_gap_is_train_minus_val_at_the_tested_epoch(dropout_run):
