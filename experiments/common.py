@@ -226,11 +226,10 @@ def percent(fraction: float) -> str:
 
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> str:
-    """Rows of strings as an aligned text table (what the terminal shows)."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-    out = ([title] if title else []) + [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
-    return "\n".join(out)
+    """Rows of strings as an aligned text table (what the terminal shows; as ``jaxmlp compare`` prints)."""
+    from jaxmlp.compare import text_table
+
+    return text_table(headers, rows, title)
 
 
 # ---- numbers pooled over seeds ------------------------------------------------------------------------
@@ -263,11 +262,11 @@ def _order(v: Any) -> tuple:
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (0 for one value) and count of the finite values."""
-    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+    """Mean, sample standard deviation (0 for one value) and count of the finite values
+    (:func:`jaxmlp.stats.mean_sd`)."""
+    from jaxmlp.stats import mean_sd
+
+    return mean_sd(values)
 
 
 def pm(stats: tuple[float, float, int], digits: int = 2) -> str:
@@ -276,6 +275,20 @@ def pm(stats: tuple[float, float, int], digits: int = 2) -> str:
     if not math.isfinite(mean):
         return "–"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
+
+
+def pm_ci(stats: tuple[float, float, int], digits: int = 2, folds: int = 0) -> str:
+    """``mean [low, high]``: the mean and its 95 % t interval from a (mean, std, n) summary
+    (:func:`jaxmlp.stats.t_interval`; Nadeau-Bengio corrected with `folds`); just the mean for one value."""
+    from jaxmlp.stats import t_interval
+
+    mean, std, n = stats
+    if not math.isfinite(mean):
+        return "–"
+    if n < 2:
+        return f"{mean:.{digits}f}"
+    low, high = t_interval(mean, std, n, folds=folds)
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def best_by(stats: dict[tuple, tuple[float, float, int]], higher: bool = True) -> tuple:
@@ -317,15 +330,21 @@ def new_figure(width: float = 6.0, height: float = 4.0, nrows: int = 1, ncols: i
 
 
 def errorbar_line(ax: Any, stats: dict[tuple, tuple[float, float, int]], label: str, color: str,
-                  marker: str = "o", linestyle: str = "-", hollow: bool = False) -> None:
-    """Means of `stats` (keyed by 1-tuples of x values) as a line, with ± std bars where n > 1."""
+                  marker: str = "o", linestyle: str = "-", hollow: bool = False, bars: str = "std") -> None:
+    """Means of `stats` (keyed by 1-tuples of x values) as a line, with bars where n > 1: ± std, or with
+    ``bars="ci"`` the 95 % t interval of the mean (:func:`jaxmlp.stats.t_interval`)."""
+    from jaxmlp.stats import t_interval
+
     xs = [float(k[0]) for k in stats]
     means = [v[0] for v in stats.values()]
-    stds = [v[1] for v in stats.values()]
+    if bars == "ci":
+        yerr = [(mean - t_interval(mean, sd, n)[0]) for mean, sd, n in stats.values()]   # symmetric
+    else:
+        yerr = [v[1] for v in stats.values()]
     style = dict(color=color, marker=marker, linestyle=linestyle, label=label,
                  markerfacecolor="white" if hollow else color)
     if any(v[2] > 1 for v in stats.values()):
-        ax.errorbar(xs, means, yerr=stds, capsize=3, **style)
+        ax.errorbar(xs, means, yerr=yerr, capsize=3, **style)
     else:
         ax.plot(xs, means, **style)
 
