@@ -1,6 +1,6 @@
 """Study 7: a small CNN with and without dropout against the best MLP, on the same epoch budget.
 
-The CNN (``arch="cnn"``): 3×3 convolutions with 32 and 64 filters, each followed by 2×2 max-pooling, a
+The CNN (``model="cnn"``): 3×3 convolutions with 32 and 64 filters, each followed by 2×2 max-pooling, a
 dense layer of 128 and the classifier; dropout, when on, follows each pooling and the dense layer. The
 MLP is 784-512-64-10, the reference architecture of the depth study, with the same dropout choices. Both
 train with Adam (lr 1e-3, batch 128) for the same number of epochs with early stopping (patience 3; the
@@ -36,9 +36,9 @@ def run(study: common.Study) -> None:
     # One device, one member at a time: measured here with XLA's own convolution, a CNN epoch ran 2.4×
     # slower with its two members sharded over the two per-core host devices (one thread each). Not
     # measured again since the convolution became a matmul (Conv3x3).
-    sweeps = {"cnn": study.sweep("cnn", study.config(arch=["cnn"], hidden=[s["cnn_hidden"]], devices=1,
+    sweeps = {"cnn": study.sweep("cnn", study.config(model=["cnn"], hidden=[s["cnn_hidden"]], devices=1,
                                                      member_block=1, **shared)),
-              "mlp": study.sweep("mlp", study.config(arch=["mlp"], hidden=[s["mlp_hidden"]], **shared))}
+              "mlp": study.sweep("mlp", study.config(model=["mlp"], hidden=[s["mlp_hidden"]], **shared))}
     names = {"cnn": "CNN 32/64 conv + dense 128", "mlp": "MLP 784-" + "-".join(map(str, s["mlp_hidden"])) + "-10"}
     rows, numbers = [], {}
     for key, res in sweeps.items():

@@ -458,7 +458,7 @@ def write_summary(study: Study, wall_s: float) -> None:
               "|---|---|---|---|---|---|"]
     for s in study.sweeps:
         groups = len({tuple(sorted((k, str(v)) for k, v in m["hparams"].items()
-                                   if k in ("dataset", "arch", "hidden", "activation", "batch_norm",
+                                   if k in ("dataset", "model", "hidden", "activation", "batch_norm",
                                             "optimizer", "batch_size")))
                       for m in s.results.members})
         lines.append(f"| [{s.name}]({s.name}/) | {len(s.results.members)} | {groups} | "

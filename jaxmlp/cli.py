@@ -1,4 +1,4 @@
-"""The ``jaxmlp`` command: ``train``, ``sweep``, ``plot``, ``evaluate``.
+"""The ``jaxmlp`` command: ``train``, ``sweep``, ``plot``, ``evaluate``, ``compare``.
 
 Bad input ends with one line on stderr and exit code 2, before anything is written. jax is imported only
 after the arguments are parsed, so that host-device settings (XLA_FLAGS) can still take effect, and a run
@@ -13,8 +13,9 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from jaxmlp import hparams
 from jaxmlp.errors import UsageError
 from jaxmlp.hostdevices import use_one_device_per_core
 
@@ -29,10 +30,12 @@ class _Parser(argparse.ArgumentParser):
 def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     many = " (a list a,b,c, a range start:stop:num, or start:stop:num:log)" if sweep else ""
     group = " (comma-separated values make groups)" if sweep else ""
-    p.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist or mnist" + group)
+    p.add_argument("--dataset", default="fashion_mnist",
+                   help="fashion_mnist, mnist, kmnist, a file.npz (x_train, y_train, x_test, y_test) or tfds:NAME" + group)
     p.add_argument("--data-dir", help="folder with the four IDX files (default: $JAXMLP_DATA_DIR, then the "
                                       "system copy, then tensorflow-datasets)")
-    p.add_argument("--arch", default="mlp", help="mlp or cnn" + group)
+    p.add_argument("--model", "--arch", dest="model", default="mlp",
+                   help="a registered model: mlp or cnn (--arch is the earlier name)" + group)
     p.add_argument("--hidden", default="256,128",
                    help="hidden layer widths, e.g. 256,128" + (" ('/' separates groups: 8,16/256,128)" if sweep else ""))
     p.add_argument("--activation", default="relu", help="relu, sigmoid, tanh or gelu" + group)
@@ -40,11 +43,12 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
                    help="batch normalisation after each hidden layer" + (" (on, off or on,off)" if sweep else ""))
     p.add_argument("--optimizer", default="adam", help="sgd, momentum, adam, nadam, rmsprop or adamw" + group)
     p.add_argument("--batch-size", default="32", help="minibatch size (default 32, as Keras)" + group)
-    p.add_argument("--dropout", default="0", help="dropout rate after each hidden layer, in [0, 1)" + many)
-    p.add_argument("--l1", default="0", help="L1 penalty strength λ on weight matrices" + many)
-    p.add_argument("--l2", default="0", help="L2 penalty strength λ on weight matrices" + many)
-    p.add_argument("--lr", default="1e-3", help="learning rate" + many)
+    for h in hparams.TABLE.values():   # one flag per row of the hyperparameter table
+        p.add_argument(h.flag, dest=f"hp_{h.name}", metavar="VALUES" if sweep else "VALUE",
+                       help=f"{h.help} (default {h.default:g}, in {h.interval})" + many)
     p.add_argument("--seed", default="0", help="random seed: initialisation, minibatch order, dropout" + many)
+    if sweep:
+        p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (shorthand for --seed 0:N-1:N)")
     if sweep:
         p.add_argument("--folds", type=int, default=0, help="K-fold cross-validation as one more axis")
     p.add_argument("--epochs", type=int, default=10)
@@ -60,12 +64,15 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
                    help="devices to shard members over (default: all); with several processes, counted over "
                         "all their devices together, a multiple of --num-processes")
     p.add_argument("--out", help="run directory (default: runs/<command>)")
-    p.add_argument("--checkpoint-dir", help="checkpoint folder (default: checkpoints/<run name>)")
+    p.add_argument("--checkpoint-dir", help="checkpoint folder (default: <out>/checkpoints)")
     p.add_argument("--checkpoint-every", type=int, default=1, help="save every N epochs (default 1)")
     p.add_argument("--keep", type=int, default=2, help="checkpoints to keep (default 2)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not save checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    p.add_argument("--new-run", action="store_true", help="discard existing checkpoints of this run name")
+    p.add_argument("--new-run", action="store_true",
+                   help="start over: discard jaxmlp's checkpoints in the checkpoint folder (nothing else)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace another sweep's run in --out: its results, plots and checkpoints")
     p.add_argument("--no-plots", action="store_true", help="skip the figures at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_process_flags(p)
@@ -92,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--member", type=int, default=0)
     p.add_argument("--checkpoint-dir")
+    p = sub.add_parser("compare", help="which values of a setting differ: paired over seeds, Holm-corrected")
+    p.add_argument("run_dir")
+    p.add_argument("--by", default="dropout", help="the setting to compare the values of (default dropout)")
+    p.add_argument("--baseline", help="compare with this value instead of the best")
+    p.add_argument("--metric", default="accuracy", choices=("accuracy", "loss"))
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--power", type=float, metavar="DIFF",
+                   help="also say how many seeds detect a difference of DIFF (points of accuracy, or nats)")
     # Listed for --help only: main() hands everything after "experiment" to the experiments package.
     sub.add_parser("experiment", help="run a reference study: jaxmlp experiment NAME [--quick] [--out DIR] "
                                       "(no NAME: list them; same as python -m experiments)")
@@ -131,13 +146,22 @@ def config_from_args(args: argparse.Namespace):
     from jaxmlp.config import SweepConfig, parse_hidden, parse_values
 
     sweep = args.command == "sweep"
-    swept = {}
-    for name, kind in (("dropout", float), ("l1", float), ("l2", float), ("lr", float), ("seed", int)):
-        values = parse_values(getattr(args, name), name, kind)
+
+    def one_or_many(name: str, text: str, values: list) -> list:
         if not sweep and len(values) != 1:
-            raise UsageError(f"--{name} {getattr(args, name)!r} gives {len(values)} values; "
+            raise UsageError(f"--{name.replace('_', '-')} {text!r} gives {len(values)} values; "
                              "'jaxmlp train' takes one: use 'jaxmlp sweep' for several")
-        swept[name] = values
+        return values
+
+    swept = {h.name: one_or_many(h.name, text, parse_values(text, h.name))
+             for h in hparams.TABLE.values() if (text := getattr(args, f"hp_{h.name}")) is not None}
+    seeds = one_or_many("seed", args.seed, parse_values(args.seed, "seed", int))
+    if getattr(args, "seeds", None) is not None:
+        if args.seed != "0":
+            raise UsageError("--seeds and --seed both given; give one of them")
+        if not 1 <= args.seeds <= 10_000:
+            raise UsageError(f"--seeds must lie in 1..10000, got {args.seeds}")
+        seeds = list(range(args.seeds))
 
     def listed(text: str, flag: str) -> list[str]:
         values = [v.strip() for v in text.split(",")]
@@ -153,13 +177,13 @@ def config_from_args(args: argparse.Namespace):
             raise UsageError(f"--batch-norm takes on or off, got {v!r}")
         norms.append(v == "on")
     config = SweepConfig(
-        dataset=listed(args.dataset, "dataset"), arch=listed(args.arch, "arch"), hidden=hidden,
+        dataset=listed(args.dataset, "dataset"), model=listed(args.model, "model"), hidden=hidden,
         activation=listed(args.activation, "activation"), batch_norm=norms,
         optimizer=listed(args.optimizer, "optimizer"),
         batch_size=[_int(b, "batch-size") for b in listed(args.batch_size, "batch-size")],
         folds=getattr(args, "folds", 0), epochs=args.epochs, patience=args.patience, lr_schedule=args.lr_schedule,
         val_fraction=args.val_fraction, train_fraction=args.train_fraction, data_seed=args.data_seed,
-        data_dir=args.data_dir, chunk_size=args.chunk_size, devices=args.devices, **swept)
+        data_dir=args.data_dir, chunk_size=args.chunk_size, devices=args.devices, seed=seeds, hparams=swept)
     return config.validate()
 
 
@@ -173,16 +197,20 @@ def _run(args: argparse.Namespace) -> int:
     from jaxmlp import hosts
     from jaxmlp.checkpoint import default_dir
 
+    if args.no_checkpoint and args.checkpoint_dir:
+        raise UsageError("--no-checkpoint and --checkpoint-dir contradict each other; drop one of the two")
     ckpt_dir = None if args.no_checkpoint else Path(args.checkpoint_dir or default_dir(out))
     from jaxmlp.run import run_sweep
 
     res = run_sweep(config, out, progress=not args.quiet, checkpoint_dir=ckpt_dir, resume=args.resume,
-                    new_run=args.new_run, checkpoint_every=args.checkpoint_every, keep=args.keep,
-                    plots=not args.no_plots, name=out.name, command=shlex.join(["jaxmlp", *args.argv]))
+                    new_run=args.new_run, replace=args.replace, checkpoint_every=args.checkpoint_every, keep=args.keep,
+                    plots=not args.no_plots, name=out.name, command=shlex.join(["jaxmlp", *args.argv]),
+                    callbacks=args.callbacks)
     if hosts.is_primary():   # the others print nothing but errors
         best = res.best()
-        print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best test accuracy "
-              f"{best['test']['accuracy']:.4f} (member {best['index']}); results in {out}/")
+        print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best validation accuracy "
+              f"{best['val']['accuracy']:.4f} (member {best['index']}, test accuracy {best['test']['accuracy']:.4f}); "
+              f"results in {out}/")
     return 0
 
 
@@ -211,9 +239,13 @@ def _python_only_stdout() -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from jaxmlp import plots
+    from jaxmlp import plots, run_dir
 
-    paths = plots.plot_run(args.run_dir)
+    run_dir.check_plots_dir(Path(args.run_dir))
+    try:
+        paths = plots.plot_run(args.run_dir)
+    except OSError as e:
+        raise UsageError(f"cannot write the figures into {Path(args.run_dir) / 'plots'} ({e.strerror or e})") from None
     print(f"wrote {len(paths)} figure(s) to {Path(args.run_dir) / 'plots'}/")
     return 0
 
@@ -226,8 +258,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxmlp`` console command."""
+def _compare(args: argparse.Namespace) -> int:
+    from jaxmlp.compare import run_command
+
+    print(run_command(args.run_dir, args.by, args.baseline, args.metric, args.split, args.power))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, callbacks: Sequence[Any] = ()) -> int:
+    """Entry point of the ``jaxmlp`` console command. `callbacks` (:class:`jaxmlp.callbacks.Callback`)
+    hook into the loop of ``train`` and ``sweep``, as from Python."""
     use_one_device_per_core()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["experiment"]:  # the studies parse their own flags and print their own errors
@@ -237,7 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
-        handler = {"train": _run, "sweep": _run, "plot": _plot, "evaluate": _evaluate}[args.command]
+        args.callbacks = list(callbacks)
+        handler = {"train": _run, "sweep": _run, "plot": _plot, "evaluate": _evaluate,
+                   "compare": _compare}[args.command]
         return handler(args)
     except UsageError as e:
         print(f"jaxmlp: error: {e}", file=sys.stderr)

@@ -20,3 +20,16 @@ def use_one_device_per_core() -> int | None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
     return cores
+
+
+def single_device_note() -> str | None:
+    """A line to show when jax was imported before jaxmlp could ask for one CPU device per core: the
+    sweep then runs on one device (unsharded), which costs speed on large sweeps. None otherwise."""
+    import jax
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jax.default_backend() != "cpu" or cores < 2 or len(jax.devices()) > 1:
+        return None
+    return (f"jax started before jaxmlp with 1 CPU device for {cores} cores, so members are not sharded "
+            f"(large sweeps ran ~1.3x slower so here); import jaxmlp before jax, or set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={cores}")

@@ -1,7 +1,8 @@
-"""Optimizers by name, with the learning rate and L2 strength held in the optimizer *state*.
+"""Optimizers by name or by factory, built from a member's hyperparameters inside the traced program.
 
-``optax.inject_hyperparams`` stores ``learning_rate`` and ``l2`` as arrays in the state, so each sweep
-member carries its own values through ``jax.vmap`` and a new value never recompiles.
+A member's values (``lr``, ``momentum``, ``b1``, ``b2``, ``weight_decay``, ``l2``, or a user's own) reach the
+optimizer as arrays: the chain is built inside the compiled program from them, so each sweep member
+carries its own values through ``jax.vmap`` and a new value never recompiles.
 
 Penalties (Keras semantics, on weight matrices only — never biases or batch-norm scales):
 - **L2 is an optax transform**: ``add_decayed_weights(2·λ₂)`` placed *before* the optimizer adds the
@@ -23,7 +24,8 @@ peak rate held in the state):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -31,15 +33,41 @@ import optax
 
 from jaxmlp.errors import UsageError
 
-_BASE: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "sgd": lambda lr: optax.sgd(lr),
-    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-    "adam": lambda lr: optax.adam(lr),
-    "nadam": lambda lr: optax.nadam(lr),
-    "rmsprop": lambda lr: optax.rmsprop(lr),
-    "adamw": lambda lr: optax.adamw(lr, weight_decay=1e-4, mask=weight_matrices),
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A built-in optimizer: the optax transformation made from a member's values, the hyperparameters it
+    takes (besides ``l2``, which every built-in takes), and defaults that differ from the table's."""
+
+    make: Callable[[Mapping[str, Any]], optax.GradientTransformation]
+    takes: tuple[str, ...]
+    defaults: Mapping[str, float] = field(default_factory=dict)
+
+
+def is_zero(value: Any) -> bool:
+    """True for a hyperparameter that is 0 for every member of a group: the sweep passes it as a Python
+    0.0 (not an array), so that a factory can leave its term out of the program (same numbers, fewer
+    passes over the parameters)."""
+    return isinstance(value, (int, float)) and value == 0
+
+
+def _momentum(hp: Mapping[str, Any]) -> Any:
+    # None (not 0) when every member's momentum is 0: optax then keeps no velocity (a pass saved).
+    return None if is_zero(hp["momentum"]) else hp["momentum"]
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(lambda hp: optax.sgd(hp["lr"], momentum=_momentum(hp)), ("lr", "momentum")),
+    "momentum": Optimizer(lambda hp: optax.sgd(hp["lr"], momentum=_momentum(hp)), ("lr", "momentum"),
+                          {"momentum": 0.9}),
+    "adam": Optimizer(lambda hp: optax.adam(hp["lr"], b1=hp["b1"], b2=hp["b2"]), ("lr", "b1", "b2")),
+    "nadam": Optimizer(lambda hp: optax.nadam(hp["lr"], b1=hp["b1"], b2=hp["b2"]), ("lr", "b1", "b2")),
+    "rmsprop": Optimizer(lambda hp: optax.rmsprop(hp["lr"], momentum=_momentum(hp)),
+                         ("lr", "momentum")),
+    "adamw": Optimizer(lambda hp: optax.adamw(hp["lr"], b1=hp["b1"], b2=hp["b2"],
+                                                    weight_decay=hp["weight_decay"], mask=weight_matrices),
+                       ("lr", "b1", "b2", "weight_decay")),
 }
-OPTIMIZERS = tuple(_BASE)
 
 
 def weight_matrices(params: Any) -> Any:
@@ -48,8 +76,9 @@ def weight_matrices(params: Any) -> Any:
 
 
 def check_name(name: str) -> str:
-    if name not in _BASE:
-        raise UsageError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)} "
+                         "(or pass a factory hp -> optax transformation from Python)")
     return name
 
 
@@ -70,26 +99,23 @@ def schedule(name: str, total_steps: int) -> optax.Schedule | None:
     raise UsageError(f"unknown --lr-schedule {name!r}; choose one of: {', '.join(SCHEDULES)}")
 
 
-def make_optimizer(name: str, learning_rate: jax.Array | float = 1e-3, l2: jax.Array | float = 0.0,
-                   lr_schedule: str = "constant", total_steps: int = 0,
-                   use_l2: bool = True) -> optax.GradientTransformation:
-    """An optax chain ``L2 term → optimizer [→ schedule]`` whose learning rate and λ₂ live in its state.
+def make_optimizer(optimizer: str | Callable[[Mapping[str, Any]], optax.GradientTransformation],
+                   hp: Mapping[str, Any], lr_schedule: str = "constant",
+                   total_steps: int = 0) -> optax.GradientTransformation:
+    """The chain ``L2 term → optimizer [→ schedule]`` of one member, built from its (traced) values `hp`.
 
-    The values given here only seed ``init``; ``update`` reads them from the state, so one transform
-    built with placeholder values updates every member of a sweep. ``use_l2=False`` leaves the L2 term
-    out of the program (for sweeps whose λ₂ are all 0: adding 2·0·w changes nothing but costs a pass).
+    `optimizer` is a built-in name or a user's factory ``hp -> optax transformation``. Built inside the
+    traced program, the values are arrays there: a new value never recompiles. An L2 strength that is 0
+    for every member (a Python 0.0, see :func:`is_zero`) leaves the L2 term out.
     """
-    base = _BASE[check_name(name)]
+    parts = []
+    if not is_zero(hp["l2"]):
+        parts.append(optax.add_decayed_weights(2.0 * hp["l2"], mask=weight_matrices))
+    parts.append(optimizer(hp) if callable(optimizer) else OPTIMIZERS[check_name(optimizer)].make(hp))
     multiplier = schedule(lr_schedule, total_steps)
-
-    def chain(learning_rate, l2):
-        parts = [optax.add_decayed_weights(2.0 * l2, mask=weight_matrices)] if use_l2 else []
-        parts.append(base(learning_rate))
-        if multiplier is not None:
-            parts.append(optax.scale_by_schedule(multiplier))
-        return optax.chain(*parts)
-
-    return optax.inject_hyperparams(chain)(learning_rate=learning_rate, l2=l2)
+    if multiplier is not None:
+        parts.append(optax.scale_by_schedule(multiplier))
+    return optax.chain(*parts)
 
 
 def l1_penalty(params: Any, l1: jax.Array) -> jax.Array:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import platform
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -31,18 +34,43 @@ class Results:
     versions: dict[str, str] = field(default_factory=dict)
     devices: list[str] = field(default_factory=list)
     variables: list[Any] | None = None   # per-member final variables (numpy), only when asked for; not written
-    command: str | None = None           # the command line that made the run, when the CLI did
+    command: str | None = None           # the command line (or Python call) that made the run
+    provenance: dict[str, Any] = field(default_factory=dict)   # see provenance()
 
-    def best(self, metric: str = "accuracy", split: str = "test") -> dict[str, Any]:
-        """The member with the highest ``split`` ``metric`` (lowest, for a loss)."""
+    def best(self, metric: str = "accuracy", split: str = "val") -> dict[str, Any]:
+        """The member with the highest ``split`` ``metric`` (lowest, for a loss), chosen on validation by
+        default (choosing on test numbers would leak the test set into the choice). Members without a
+        finite number (diverged, or never validated) are never chosen."""
         sign = -1 if metric == "loss" else 1
-        return max(self.members, key=lambda m: sign * m[split][metric])
+        scored = [m for m in self.members if _finite(m.get(split, {}).get(metric))]
+        if not scored:
+            raise UsageError(f"no member has a finite {split} {metric}: every member diverged or none trained")
+        return max(scored, key=lambda m: sign * m[split][metric])
+
+    def to_dataframe(self) -> Any:
+        """One row per member (``pandas.DataFrame``): the columns of results.csv."""
+        return _pandas().DataFrame([_flatten(m) for m in self.members])
+
+    def history_frame(self) -> Any:
+        """The per-epoch history in long format (``pandas.DataFrame``): one row per (epoch, member) that
+        trained, with ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy`` and every setting."""
+        settings = [_flatten({"hparams": m["hparams"]}) for m in self.members]
+        rows = []
+        for record in self.history:
+            for i, setting in enumerate(settings):
+                if record["val_loss"][i] is None:
+                    continue
+                rows.append({"epoch": record["epoch"], "member": i, **setting,
+                             **{k: record[k][i] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}})
+        return _pandas().DataFrame(rows)
 
     def to_json(self) -> dict[str, Any]:
         out = {"config": self.config, "members": self.members, "timing": self.timing,
                "versions": self.versions, "devices": self.devices}
         if self.command:
             out["command"] = self.command
+        if self.provenance:
+            out["provenance"] = self.provenance
         return out
 
     def write(self, out: str | os.PathLike) -> Path:
@@ -62,13 +90,44 @@ class Results:
         if not path.is_file():
             raise UsageError(f"{run_dir} holds no results.json; give a run directory written by jaxmlp")
         try:
-            d = json.loads(path.read_text())
-            history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
-                       if line.strip()] if (run_dir / "history.jsonl").is_file() else []
-        except (json.JSONDecodeError, OSError) as e:
-            raise UsageError(f"cannot read {path}: {e}; the run directory is damaged") from None
+            d = json.loads(path.read_bytes().decode("utf-8"))
+        except (ValueError, OSError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UsageError(f"cannot read {path} ({e}); the run directory is damaged") from None
+        if not (isinstance(d, dict) and isinstance(d.get("config"), dict) and isinstance(d.get("members"), list)):
+            raise UsageError(f"{path} is not a jaxmlp results file (it has no config and members); "
+                             "give a run directory written by jaxmlp")
+        history_path = run_dir / "history.jsonl"
+        try:
+            history = [json.loads(line) for line in history_path.read_bytes().decode("utf-8").splitlines()
+                       if line.strip()] if history_path.is_file() else []
+        except (ValueError, OSError) as e:
+            raise UsageError(f"cannot read {history_path} ({e}); results.json is intact: rerun the sweep's "
+                             "command to write the history again (it resumes from its checkpoints)") from None
         return cls(d["config"], d["members"], history, d.get("timing", {}), d.get("versions", {}),
-                   d.get("devices", []), command=d.get("command"))
+                   d.get("devices", []), command=d.get("command"),
+                   provenance=d.get("provenance", {}))
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise UsageError("data frames need pandas: pip install 'jaxmlp[frames]'") from None
+    return pandas
+
+
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """Where a run comes from: its call, the Python, platform and XLA settings, jax's backend."""
+    import jax
+
+    return {"command": command or "python " + " ".join(sys.argv), "python": platform.python_version(),
+            "platform": platform.platform(), "machine": platform.machine(),
+            "backend": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "cwd": os.getcwd()}
 
 
 def versions() -> dict[str, str]:

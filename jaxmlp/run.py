@@ -12,11 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from jaxmlp import checkpoint, hosts, results
+from jaxmlp import checkpoint, hostdevices, hosts, results, run_dir, trained
+from jaxmlp.callbacks import Callback, call
 from jaxmlp import members as members_lib
 from jaxmlp.config import SweepConfig
 from jaxmlp.errors import UsageError
@@ -47,35 +48,48 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
 
 
 def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, progress: bool = True,
-              checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+              checkpoint_dir: str | os.PathLike | None = checkpoint.DEFAULT, resume: bool = False,
               new_run: bool = False, checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
               name: str | None = None, keep_variables: bool = False,
-              command: str | None = None) -> results.Results:
+              command: str | None = None, replace: bool = False, callbacks: Sequence[Callback] = ()) -> results.Results:
     """Train every member of `config`; write the run directory `out` (if given) and return the results.
 
-    With `checkpoint_dir`, the sweep state is saved every `checkpoint_every` epochs and at the last
-    (keeping `keep`); checkpoints of this same sweep there are resumed from the newest readable one, with
-    or without `resume`, unless `new_run` discards them. With
-    `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees.
+    The sweep state is saved to `checkpoint_dir` (by default ``<out>/checkpoints``; None: no checkpoints)
+    every `checkpoint_every` epochs and at the last (keeping `keep`); checkpoints of this same sweep there
+    are resumed from the newest sound one, with or without `resume`, unless `new_run` discards them. An
+    `out` holding another sweep's results is refused unless `replace`, which replaces that run whole. With
+    `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees (they are
+    always written to ``out/variables.npz`` for :func:`jaxmlp.load`). `callbacks`: hooks into the loop
+    (:class:`jaxmlp.callbacks.Callback`).
 
     Several processes (:func:`jaxmlp.hosts.start` first): each returns the same results; only process 0
     writes `out` and shows `progress`, the others write nothing there.
     """
+    if checkpoint_dir is checkpoint.DEFAULT:
+        checkpoint_dir = None if out is None else checkpoint.default_dir(out)
+    checkpoint.check_flags(checkpoint_dir is not None, resume, new_run)
     primary = hosts.is_primary()
     out = check_out_dir(out) if primary else None
     progress = progress and primary
     config.validate()
+    replacing = out is not None and run_dir.check(out, config.to_dict(), replace, plots)
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = checkpoint.Checkpointer(checkpoint_dir, config, every=checkpoint_every, keep=keep)
-        ckpt.check(resume, new_run)
+        # Replacing a run replaces its checkpoints too (jaxmlp's own, in its default folder).
+        ckpt.check(resume, new_run or (replacing and ckpt.directory == checkpoint.default_dir(out).absolute()))
     prep = members_lib.prepare(config)
     if progress:
-        print(f"jaxmlp: {members_lib.describe_layout(prep)}", file=sys.stderr)
+        print(f"jaxmlp: {prep.describe()}", file=sys.stderr)
+        note = hostdevices.single_device_note()
+        if note:
+            print(f"jaxmlp: note: {note}", file=sys.stderr)
     state = ckpt.restore(prep) if ckpt is not None else None
     state = state or members_lib.initial_state(prep)
     history_path = None
     if out is not None:
+        if replacing:
+            run_dir.clear(out)
         out.mkdir(parents=True, exist_ok=True)
         history_path = out / "history.jsonl"
         history_path.write_text("")
@@ -86,27 +100,34 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
                disable=not progress, dynamic_ncols=True)
     train_s, checkpoint_s, samples = 0.0, 0.0, 0
     # Samples one epoch trains, per member (members of a group share the dataset and split).
-    member_samples = [prep.data[g.static["dataset"]].n_train for g in prep.groups for _ in range(g.size)]
+    member_samples = [prep.group_data(g).n_train for g, group in enumerate(prep.groups) for _ in range(group.size)]
     try:
         while state.epoch < config.epochs and not members_lib.all_stopped(prep, state):
             compile_before = sum(p.compile_s for p in prep.programs)
+            call(callbacks, "on_epoch_start", state.epoch + 1)
             t0 = time.perf_counter()
-            record = members_lib.run_epoch(prep, state)
+            record = members_lib.run_epoch(prep, state, lambda e, u: call(callbacks, "on_unit_start", e, u))
             train_s += time.perf_counter() - t0 - (sum(p.compile_s for p in prep.programs) - compile_before)
             samples += sum(n for n, v in zip(member_samples, record["val_loss"]) if v is not None)
             if history_path is not None:
                 results.append_history(history_path, record)
+            call(callbacks, "on_epoch_end", state.epoch, record)
             if ckpt is not None:
+                call(callbacks, "on_checkpoint_start", state.epoch)
                 t0 = time.perf_counter()
                 ckpt.save(prep, state)
                 checkpoint_s += time.perf_counter() - t0
+                call(callbacks, "on_checkpoint_end", state.epoch)
             bar.update(1)
             bar.set_postfix(_postfix(record))
     finally:
         bar.close()
         if ckpt is not None:
             t0 = time.perf_counter()
-            ckpt.wait()
+            try:
+                ckpt.wait()
+            finally:
+                ckpt.close()
             checkpoint_s += time.perf_counter() - t0
 
     res = results.Results(
@@ -117,20 +138,23 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         # accelerator the copies to the host and waiting for the last write), so train_s + checkpoint_s
         # is the loop's wall time.
         timing={"compile_s": round(sum(p.compile_s for p in prep.programs), 3), "train_s": round(train_s, 3),
+                "compiled_epochs": sum(p.compiled_epoch is not None for p in prep.programs),
                 "checkpoint_s": round(checkpoint_s, 3),
                 "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},
         versions=results.versions(),
-        devices=[str(d) for d in members_lib.sweep_devices(config)],
+        devices=[str(d) for d in prep.layout.devices],
     )
     res.config["data_source"] = {k: v.source for k, v in prep.data.items()}
-    res.command = command
+    res.config["data"] = {k: {"source": v.source, "sha256": v.fingerprint, "input_shape": list(v.dataset.input_shape),
+                              "num_classes": v.dataset.num_classes, "n_train": v.n_train,
+                              "n_val": int(v.val_idx.shape[1])} for k, v in prep.data.items()}
+    res.provenance = results.provenance(command)
+    res.command = res.provenance["command"]
+    variables = members_lib.member_variables(prep, state)
     if keep_variables:
-        res.variables = members_lib.member_variables(prep, state)
+        res.variables = variables
     if out is not None:
-        res.write(out)
-        if plots:
-            from jaxmlp import plots as plots_lib
-
-            plots_lib.plot_run(out)
+        res.config["variables_sha256"] = trained.write_variables(out, variables)
+        run_dir.write(res, out, plots)
     return res
 

@@ -1,20 +1,20 @@
 """Pure training functions for ONE member: init, one epoch, evaluation, early stopping.
 
-Everything a sweep may vary is an array argument (the hyperparameters in ``hp`` and the optimizer state,
-the random key in ``stream``), so :mod:`jaxmlp.sweep` can ``jax.vmap`` these functions over members
-without changing them. Shapes and program choices (model, optimizer kind, batch size, patience) live in
-the hashable :class:`Setup`.
+Everything a sweep may vary is an array argument (the member's hyperparameters ``hp``, its
+:class:`Stream`), so the sweep can ``jax.vmap`` these functions over members without changing them. The
+model and the optimizer are built from ``hp`` inside the traced program (:class:`Setup` holds the
+factories), so a hyperparameter may be a model field, an optimizer argument or a loss argument. Shapes
+and program choices live in the hashable :class:`Setup`.
 
-Randomness comes from the member's *stream*: a key derived from its seed (and fold) only. Epoch ``e``
-draws its minibatch order from ``fold_in(key, e)``; step ``i`` of it draws dropout from a key folded from
-that. Members that share a seed therefore share initialisation, order and dropout draws.
+Randomness comes from the member's stream: a key derived from its seed (and fold) only. Epoch ``e``
+draws its minibatch order from ``fold_in(key, e + 1)`` folded with 0; step ``i``'s dropout key folds 1,
+then ``i``. Members that share a seed therefore share initialisation, order and dropout draws.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -22,34 +22,47 @@ import jax.numpy as jnp
 import optax
 
 from jaxmlp import models, optim
+from jaxmlp.nn import draws_of_step
 
-State = dict[str, Any]
-# Keys of the per-member hyperparameters (scalars); lr and l2 also live in the optimizer state.
-HPARAMS = ("dropout", "l1", "l2", "lr")
-INPUT_SHAPE = (28, 28, 1)
+
+class MemberState(NamedTuple):
+    """Everything of one member that changes while it trains (and what a checkpoint holds)."""
+
+    variables: dict[str, Any]         # params (and batch_stats)
+    opt_state: Any
+    best_variables: dict[str, Any]    # the best validation epoch's variables (early stopping)
+    best_val_loss: jax.Array
+    best_epoch: jax.Array
+    bad_epochs: jax.Array
+    epochs_run: jax.Array
+    active: jax.Array                 # False once stopped: the state no longer changes
+
+
+class Stream(NamedTuple):
+    """A member's random stream and data: its root key and its training / validation positions."""
+
+    key: jax.Array
+    train_idx: jax.Array
+    val_idx: jax.Array
 
 
 @dataclass(frozen=True)
 class Setup:
     """The static part of a member's program: shared by every member of a group."""
 
-    model: nn.Module
-    optimizer: str = "adam"
+    model: Callable[[Mapping[str, Any]], nn.Module]     # hp -> module
+    optimizer: Any                                       # a built-in name or hp -> optax transformation
+    input_shape: tuple[int, ...]
+    input_dtype: Any = jnp.float32
     batch_size: int = 128
     patience: int = 0          # 0: no early stopping; the final epoch's parameters are used for testing
     eval_batch: int = 500
     lr_schedule: str = "constant"  # see jaxmlp.optim.schedule
     total_steps: int = 0           # optimizer steps in the whole run (for the schedule)
-    # False when every member's λ is 0: the term is then left out of the program. The numbers are the
-    # same (it would add exact zeros); the passes over the parameters it costs are saved.
-    use_l1: bool = True
-    use_l2: bool = True
-    use_dropout: bool = True       # False when every member's rate is 0: no draws are made
+    loss: Callable | None = None   # None: cross-entropy; else (logits, labels, hp) -> per-sample loss
 
-    @property
-    def tx(self) -> optax.GradientTransformation:
-        return optim.make_optimizer(self.optimizer, lr_schedule=self.lr_schedule, total_steps=self.total_steps,
-                                    use_l2=self.use_l2)
+    def tx(self, hp: Mapping[str, Any]) -> optax.GradientTransformation:
+        return optim.make_optimizer(self.optimizer, hp, self.lr_schedule, self.total_steps)
 
 
 def member_key(seed: jax.Array, fold: jax.Array | int = 0) -> jax.Array:
@@ -57,26 +70,19 @@ def member_key(seed: jax.Array, fold: jax.Array | int = 0) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), fold)
 
 
-def to_float(images: jax.Array) -> jax.Array:
-    """uint8 images -> float32 in [0, 1] (the same formula as :func:`jaxmlp.data.preprocess`)."""
-    return images.astype(jnp.float32) / jnp.float32(255.0)
+def to_float(x: jax.Array) -> jax.Array:
+    """uint8 images -> float32 in [0, 1]; other inputs as float32 (the formula of jaxmlp.data.preprocess)."""
+    if x.dtype == jnp.uint8:
+        return x.astype(jnp.float32) / jnp.float32(255.0)
+    return x.astype(jnp.float32)
 
 
-def init(setup: Setup, hp: dict[str, jax.Array], key: jax.Array) -> State:
+def init(setup: Setup, hp: Mapping[str, Any], key: jax.Array) -> MemberState:
     """A fresh member state: variables, optimizer state and early-stopping bookkeeping."""
-    variables = models.init(setup.model, jax.random.fold_in(key, 0), INPUT_SHAPE)
-    opt_state = optim.make_optimizer(setup.optimizer, hp["lr"], hp["l2"], setup.lr_schedule,
-                                     setup.total_steps, setup.use_l2).init(variables["params"])
-    return {
-        "variables": variables,
-        "opt_state": opt_state,
-        "best_variables": variables,
-        "best_val_loss": jnp.array(jnp.inf, jnp.float32),
-        "best_epoch": jnp.array(0, jnp.int32),
-        "bad_epochs": jnp.array(0, jnp.int32),
-        "epochs_run": jnp.array(0, jnp.int32),
-        "active": jnp.array(True),
-    }
+    variables = models.init(setup.model(hp), jax.random.fold_in(key, 0), setup.input_shape)
+    opt_state = setup.tx(hp).init(variables["params"])
+    return MemberState(variables, opt_state, variables, jnp.array(jnp.inf, jnp.float32), jnp.array(0, jnp.int32),
+                       jnp.array(0, jnp.int32), jnp.array(0, jnp.int32), jnp.array(True))
 
 
 def _batch(data: dict[str, jax.Array], idx: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -105,16 +111,17 @@ def _weighted_metrics(logits, labels, weights):
     return (ce * weights).sum(), (correct * weights).sum()
 
 
-def evaluate(setup: Setup, variables: dict[str, Any], data: dict[str, jax.Array],
+def evaluate(setup: Setup, hp: Mapping[str, Any], variables: dict[str, Any], data: dict[str, jax.Array],
              idx: jax.Array) -> dict[str, jax.Array]:
     """Mean cross-entropy and accuracy over ``data[idx]``, in batches of ``setup.eval_batch``."""
     batch = min(setup.eval_batch, idx.shape[0])
     rows, weights = _padded_batches(idx, batch)
+    model = setup.model(hp)
 
     def one(args):
         r, w = args
         x, y = _batch(data, r)
-        logits, _ = models.apply(setup.model, variables, x, jnp.float32(0.0), None, train=False)
+        logits, _ = models.apply(model, variables, x, train=False)
         return _weighted_metrics(logits, y, w)
 
     loss, correct = jax.lax.map(one, (rows, weights))
@@ -122,104 +129,100 @@ def evaluate(setup: Setup, variables: dict[str, Any], data: dict[str, jax.Array]
     return {"loss": loss.sum() / n, "accuracy": correct.sum() / n}
 
 
-def _loss(setup, params, stats, hp, x, y, w, noise):
-    logits, new_stats = models.apply(setup.model, {"params": params, **stats}, x, hp["dropout"], noise, True)
+def _objective(setup: Setup, hp: Mapping[str, Any], params, logits, y, w) -> jax.Array:
+    """The training loss of a minibatch: the (weighted) mean of the per-sample loss, plus the L1 term."""
+    if setup.loss is not None:
+        per_sample = setup.loss(logits, y, hp)
+    elif optim.is_zero(hp["label_smoothing"]):
+        per_sample = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    else:
+        targets = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), hp["label_smoothing"])
+        per_sample = optax.softmax_cross_entropy(logits, targets)
+    loss = (per_sample * w).sum() / w.sum()
+    return loss if optim.is_zero(hp["l1"]) else loss + optim.l1_penalty(params, hp["l1"])
+
+
+def _loss(setup, model, params, stats, hp, x, y, w, key, draws):
+    logits, new_stats = models.apply(model, {"params": params, **stats}, x, True, key, draws)
     ce, correct = _weighted_metrics(logits, y, w)
-    total = w.sum()
-    loss = ce / total + (optim.l1_penalty(params, hp["l1"]) if setup.use_l1 else 0.0)
-    return loss, (ce, correct, new_stats)
+    return _objective(setup, hp, params, logits, y, w), (ce, correct, new_stats)
 
 
-def _epoch_key(stream: dict[str, jax.Array], epoch: jax.Array) -> jax.Array:
+def _epoch_key(stream: Stream, epoch: jax.Array) -> jax.Array:
     """The key of one epoch of `stream`: it folds in 0 for the shuffle, 1 for the dropout draws."""
-    return jax.random.fold_in(stream["key"], epoch + 1)
+    return jax.random.fold_in(stream.key, epoch + 1)
 
 
-def _dropout_key(stream: dict[str, jax.Array], epoch: jax.Array) -> jax.Array:
-    """The key of an epoch's dropout draws; step i folds in i."""
-    return jax.random.fold_in(_epoch_key(stream, epoch), 1)
+def _dropout_key(stream: Stream, epoch: jax.Array, step: jax.Array) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(_epoch_key(stream, epoch), 1), step)
 
 
-def epoch_noise(setup: Setup, stream: dict[str, jax.Array], epoch: jax.Array) -> tuple[jax.Array, ...]:
+def epoch_draws(setup: Setup, hp: Mapping[str, Any], stream: Stream, epoch: jax.Array) -> Any:
     """Every dropout draw of an epoch of `stream` (leading axis: steps), the same numbers that
-    :func:`train_epoch` makes step by step. Made once, they serve every member of the stream."""
-    steps = steps_per_epoch(stream["train_idx"].shape[0], setup.batch_size)
-    dkey = _dropout_key(stream, epoch)
-    return jax.vmap(lambda i: models.noise_draws(setup.model, jax.random.fold_in(dkey, i), setup.batch_size))(
-        jnp.arange(steps))
+    :func:`train_epoch` makes step by step. Made once, they serve every member of the stream (`hp`: any
+    one of them; the draws depend on shapes and keys only, and the model's other work is dead code)."""
+    steps = steps_per_epoch(stream.train_idx.shape[0], setup.batch_size)
+    model = setup.model(hp)
+    variables = models.init(model, stream.key, setup.input_shape)
+    x = jnp.zeros((setup.batch_size, *setup.input_shape), jnp.float32)
+    return jax.vmap(lambda i: draws_of_step(model, variables, x, _dropout_key(stream, epoch, i)))(jnp.arange(steps))
 
 
-def epoch_noise_bytes(setup: Setup, n_train: int) -> int:
-    """The size of :func:`epoch_noise` for one stream."""
-    per_step = sum(math.prod(shape) for _, shape in setup.model.dropout_sites(setup.batch_size))
-    return 2 * steps_per_epoch(n_train, setup.batch_size) * per_step   # uint16 draws
-
-
-def train_epoch(setup: Setup, state: State, hp: dict[str, jax.Array], stream: dict[str, jax.Array],
-                data: dict[str, jax.Array], epoch: jax.Array,
-                noise: tuple[jax.Array, ...] | None = None) -> tuple[State, dict[str, jax.Array]]:
+def train_epoch(setup: Setup, state: MemberState, hp: Mapping[str, Any], stream: Stream,
+                data: dict[str, jax.Array], epoch: jax.Array, draws: Any = None) -> tuple[MemberState, dict]:
     """One epoch for one member: shuffled minibatches (``lax.scan``), then validation and early stopping.
 
-    ``stream`` holds the member's ``key`` and its ``train_idx`` / ``val_idx`` into ``data`` (``x``: uint8
-    images, ``y``: labels). The last partial minibatch is kept: it is padded to full size with samples
-    weighted 0 (they still enter batch-norm statistics of that one step). A member whose ``active`` flag
-    is False comes back unchanged. `noise`: the epoch's dropout draws from :func:`epoch_noise` (the same
-    numbers as those made step by step without it). Returns the new state and this epoch's train/val
-    metrics.
+    ``data`` holds ``x`` (inputs) and ``y`` (labels); the stream's positions index into it. The last partial
+    minibatch is kept: it is padded to full size with samples weighted 0 (they still enter batch-norm
+    statistics of that one step). A member whose ``active`` flag is False comes back unchanged. `draws`:
+    the epoch's dropout draws from :func:`epoch_draws` (the same numbers as those made step by step
+    without it). Returns the new state and this epoch's train/val metrics.
     """
-    tx = setup.tx
-    n = stream["train_idx"].shape[0]
+    tx, model = setup.tx(hp), setup.model(hp)
+    n = stream.train_idx.shape[0]
     perm = jax.random.permutation(jax.random.fold_in(_epoch_key(stream, epoch), 0), n)
     rows, weights = _padded_batches(perm, setup.batch_size)
-    dkey = _dropout_key(stream, epoch)
-    grad_fn = jax.value_and_grad(_loss, argnums=1, has_aux=True)
+    grad_fn = jax.value_and_grad(_loss, argnums=2, has_aux=True)
 
     def step(carry, inp):
         variables, opt_state, loss_sum, correct_sum = carry
-        pos, w, i, step_noise = inp
-        if not setup.use_dropout:
-            step_noise = None
-        elif step_noise is None:
-            step_noise = jax.random.fold_in(dkey, i)
-        x, y = _batch(data, stream["train_idx"][pos])
+        pos, w, i, step_draws = inp
+        # The key goes in even with draws made ahead: jaxmlp's Dropout then uses those, and any other
+        # module of a user's model that draws from the "dropout" stream gets the same numbers as without.
+        key = _dropout_key(stream, epoch, i)
+        x, y = _batch(data, stream.train_idx[pos])
         stats = {k: v for k, v in variables.items() if k != "params"}
         (_, (ce, correct, new_stats)), grads = grad_fn(
-            setup, variables["params"], stats, hp, x, y, w, step_noise)
+            setup, model, variables["params"], stats, hp, x, y, w, key, step_draws)
         updates, opt_state = tx.update(grads, opt_state, variables["params"])
         params = optax.apply_updates(variables["params"], updates)
         variables = {"params": params, **({"batch_stats": new_stats} if new_stats else {})}
         return (variables, opt_state, loss_sum + ce, correct_sum + correct), None
 
     zero = jnp.float32(0.0)
-    init_carry = (state["variables"], state["opt_state"], zero, zero)
+    init_carry = (state.variables, state.opt_state, zero, zero)
     (variables, opt_state, loss_sum, correct_sum), _ = jax.lax.scan(
-        step, init_carry, (rows, weights, jnp.arange(rows.shape[0]), noise))
-    val = evaluate(setup, variables, data, stream["val_idx"])
+        step, init_carry, (rows, weights, jnp.arange(rows.shape[0]), draws))
+    val = evaluate(setup, hp, variables, data, stream.val_idx)
     metrics = {"train_loss": loss_sum / n, "train_accuracy": correct_sum / n,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
     return _early_stopping(setup, state, variables, opt_state, val["loss"]), metrics
 
 
-def _early_stopping(setup: Setup, state: State, variables, opt_state, val_loss) -> State:
+def _early_stopping(setup: Setup, state: MemberState, variables, opt_state, val_loss) -> MemberState:
     """The state after an epoch, masked: inactive members keep their old state entirely."""
-    improved = val_loss < state["best_val_loss"]
-    epochs_run = state["epochs_run"] + 1
-    bad = jnp.where(improved, 0, state["bad_epochs"] + 1)
+    improved = val_loss < state.best_val_loss
+    epochs_run = state.epochs_run + 1
+    bad = jnp.where(improved, 0, state.bad_epochs + 1)
     still = bad < setup.patience if setup.patience > 0 else jnp.array(True)
-    new = {
-        "variables": variables,
-        "opt_state": opt_state,
-        "best_variables": jax.tree.map(lambda a, b: jnp.where(improved, a, b), variables,
-                                       state["best_variables"]),
-        "best_val_loss": jnp.where(improved, val_loss, state["best_val_loss"]),
-        "best_epoch": jnp.where(improved, epochs_run, state["best_epoch"]),
-        "bad_epochs": bad,
-        "epochs_run": epochs_run,
-        "active": still,
-    }
-    return jax.tree.map(lambda a, b: jnp.where(state["active"], a, b), new, state)
+    new = MemberState(
+        variables, opt_state,
+        jax.tree.map(lambda a, b: jnp.where(improved, a, b), variables, state.best_variables),
+        jnp.where(improved, val_loss, state.best_val_loss), jnp.where(improved, epochs_run, state.best_epoch),
+        bad, epochs_run, still)
+    return jax.tree.map(lambda a, b: jnp.where(state.active, a, b), new, state)
 
 
-def final_variables(setup: Setup, state: State) -> dict[str, Any]:
+def final_variables(setup: Setup, state: MemberState) -> dict[str, Any]:
     """The variables used for test numbers: the best epoch's with early stopping, else the last."""
-    return state["best_variables"] if setup.patience > 0 else state["variables"]
+    return state.best_variables if setup.patience > 0 else state.variables

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import make_images, needs_real_data, write_dataset
-from jaxmlp import data, tfds_source
+from jaxmlp import data
+from jaxmlp.data import idx_files, tfds_source
 from jaxmlp.errors import UsageError
 
 
@@ -34,7 +35,7 @@ def _closed_port() -> int:
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No user data dir, no system copy, a private cache, and a tfds mirror that refuses connections."""
     monkeypatch.delenv("JAXMLP_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": tmp_path / "no-system-copy"})
+    monkeypatch.setattr(idx_files, "SYSTEM_DIRS", {"fashion_mnist": tmp_path / "no-system-copy"})
     monkeypatch.setenv("JAXMLP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("JAXMLP_TFDS_URL", f"http://127.0.0.1:{_closed_port()}/")
     return tmp_path / "cache"
@@ -125,7 +126,7 @@ def test_data_dir_argument_beats_the_environment_variable(tmp_path: Path, monkey
 
 def test_user_dir_beats_the_system_copy(tmp_path: Path, monkeypatch) -> None:
     system = write_dataset(tmp_path / "system", 30, 10, seed=1)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": system})
+    monkeypatch.setattr(idx_files, "SYSTEM_DIRS", {"fashion_mnist": system})
     user = write_dataset(tmp_path / "user", 40, 10, seed=2)
     monkeypatch.setenv("JAXMLP_DATA_DIR", str(user))
     assert data.load("fashion_mnist").source == str(user)
@@ -135,7 +136,7 @@ def test_user_dir_beats_the_system_copy(tmp_path: Path, monkeypatch) -> None:
 
 def test_system_copy_comes_before_tfds(tmp_path: Path, monkeypatch) -> None:
     system = write_dataset(tmp_path / "system", 30, 10)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": system})
+    monkeypatch.setattr(idx_files, "SYSTEM_DIRS", {"fashion_mnist": system})
 
     def must_not_run(name):
         raise AssertionError("tensorflow-datasets consulted although the system copy exists")
@@ -146,7 +147,7 @@ def test_system_copy_comes_before_tfds(tmp_path: Path, monkeypatch) -> None:
 
 def test_missing_data_dir_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch) -> None:
     # an explicit folder that is wrong must not silently fall through to another copy
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": write_dataset(tmp_path / "system", 30, 10)})
+    monkeypatch.setattr(idx_files, "SYSTEM_DIRS", {"fashion_mnist": write_dataset(tmp_path / "system", 30, 10)})
     with pytest.raises(UsageError, match=r"data directory .*nowhere does not exist; give --data-dir a folder"):
         data.load("fashion_mnist", data_dir=tmp_path / "nowhere")
 
@@ -283,7 +284,7 @@ def test_train_val_split_is_stratified_disjoint_and_complete(uneven_labels: np.n
 def test_train_val_split_errors(uneven_labels: np.ndarray) -> None:
     with pytest.raises(UsageError, match=r"--val-fraction must lie in \(0, 1\), got 1.0"):
         data.train_val_split(uneven_labels, 1.0, 0)
-    with pytest.raises(UsageError, match="leaves an empty training or validation set of 10 samples"):
+    with pytest.raises(UsageError, match="10 training samples with --val-fraction 0.1 leave an empty training or validation set"):
         data.train_val_split(np.arange(10), 0.1, 0)  # one sample per class: 0.1 of each rounds to none
 
 
@@ -342,7 +343,7 @@ def test_preprocess_shapes_and_range() -> None:
 @pytest.mark.realdata
 @needs_real_data
 def test_real_fashion_mnist_loads_quickly(monkeypatch) -> None:
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")})
+    monkeypatch.setattr(idx_files, "SYSTEM_DIRS", {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")})
     times = []
     for _ in range(2):  # the better of two: the machine is shared, a single reading is noisy
         start = time.perf_counter()

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import jaxmlp
+
 from experiments import common, l1_vs_l2_weights
 from experiments.__main__ import main
 from jaxmlp.results import Results
@@ -133,7 +135,7 @@ def test_dropout_sweep_quick_writes_results_figures_and_the_best_rate(synthetic_
     links = _links(summary)
     assert {"accuracy_vs_rate.png", "loss_vs_rate.png", "gap_vs_rate.png"} <= set(links)
     assert all((out / link).is_file() for link in links)
-    assert "- mode: quick" in summary and "jaxmlp 0.1.0" in summary and "- device: " in summary
+    assert "- mode: quick" in summary and f"jaxmlp {jaxmlp.__version__}" in summary and "- device: " in summary
 
 
 def test_l1_vs_l2_weights_quick_states_the_measured_sparser_penalty(synthetic_dir, tmp_path):

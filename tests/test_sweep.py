@@ -170,7 +170,7 @@ def test_a_stopped_member_no_longer_changes(stepped):
     epochs = len(snapshots)
     stops = {}
     for b in range(prep.size):
-        active = [bool(s["active"][0, b]) for s in snapshots]
+        active = [bool(s.active[0, b]) for s in snapshots]
         assert active == sorted(active, reverse=True)        # once stopped, never active again
         if not all(active):
             stops[b] = active.index(False)                    # the epoch (0-based) it stopped after
@@ -181,8 +181,8 @@ def test_a_stopped_member_no_longer_changes(stepped):
         for later in snapshots[stop + 1:]:
             assert all(np.array_equal(x, y) for x, y in zip(frozen, member_leaves(later, b)))
     for b in set(range(prep.size)) - set(stops):   # the check can fail: a running member does change
-        assert not np.array_equal(snapshots[-2]["variables"]["params"]["Dense_0"]["kernel"][0, b],
-                                  snapshots[-1]["variables"]["params"]["Dense_0"]["kernel"][0, b])
+        assert not np.array_equal(snapshots[-2].variables["params"]["Dense_0"]["kernel"][0, b],
+                                  snapshots[-1].variables["params"]["Dense_0"]["kernel"][0, b])
     assert members.all_stopped(prep, state) == (len(stops) == prep.size)
 
 
@@ -202,7 +202,7 @@ def test_early_stopping_fields_follow_the_history(stepped):
         if rec["stopped_early"]:   # patience 1: it stopped at the first epoch that did not improve
             assert ran[-1] >= min(ran[:-1]) and list(ran[:-1]) == sorted(ran[:-1], reverse=True)
         # Test numbers come from the best epoch's parameters.
-        best = snapshots[rec["best_epoch"] - 1]["variables"]
+        best = snapshots[rec["best_epoch"] - 1].variables
         for x, y in zip(jax.tree.leaves(finals[i]), jax.tree.leaves(best)):
             assert np.array_equal(x, y[0, i])
     assert any(r["stopped_early"] for r in records) and not all(r["stopped_early"] for r in records)
@@ -233,9 +233,9 @@ def test_kfold_adds_a_fold_axis_with_disjoint_validation_sets(synthetic_dir):
     _, stream = prep.inputs[0]
     assert unit.shape[0] == 3
     for f in range(3):
-        np.testing.assert_array_equal(np.asarray(stream["val_idx"][f]), dd.val_idx[f])
-        np.testing.assert_array_equal(np.asarray(stream["train_idx"][f]), dd.train_idx[f])
-    keys = jax.random.key_data(stream["key"])
+        np.testing.assert_array_equal(np.asarray(stream.val_idx[f]), dd.val_idx[f])
+        np.testing.assert_array_equal(np.asarray(stream.train_idx[f]), dd.train_idx[f])
+    keys = jax.random.key_data(stream.key)
     assert len({np.asarray(k).tobytes() for k in keys}) == 3
 
 
@@ -271,8 +271,8 @@ def test_parse_values(text, kind, expected):
 @pytest.mark.parametrize("text, kind, message", [
     ("", float, "--l2 is empty"),
     ("   ", float, "--l2 is empty"),
-    ("0:1:0", float, "needs num >= 1, got 0"),
-    ("0:1:-2", float, "needs num >= 1, got -2"),
+    ("0:1:0", float, "needs 1 <= num <= 100000, got 0"),
+    ("0:1:-2", float, "needs 1 <= num <= 100000, got -2"),
     ("0:1:3:log", float, "log range needs positive bounds"),
     ("-1:1:3:log", float, "log range needs positive bounds"),
     ("abc", float, "--l2 'abc' is not a number"),

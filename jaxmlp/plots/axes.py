@@ -38,7 +38,7 @@ def context(results: Results) -> str:
     c, swept = results.config, set(swept_axes(results))
     hp = results.members[0]["hparams"] if results.members else {}
     parts = []
-    for k in ("dataset", "arch", "hidden", "optimizer"):
+    for k in ("dataset", "model", "hidden", "optimizer"):
         if k in hp and k not in swept:
             parts.append(f"hidden {fmt(key(hp[k]))}" if k == "hidden" else fmt(hp[k]))
     if "batch_size" in hp and "batch_size" not in swept:

@@ -19,9 +19,32 @@ SPLIT_COLOR = {"train": OKABE_ITO[0], "val": OKABE_ITO[1], "test": OKABE_ITO[2]}
 SPLIT_STYLE = {"train": ("-", "o"), "val": ("--", "s"), "test": ("-", "o")}
 SPLIT_NAME = {"train": "train", "val": "validation", "test": "test"}
 
-LOG_AXES = ("l1", "l2", "lr")          # spanning decades: log x axis (symlog when 0 is among the values)
 
-PARAM_LABEL = {
+
+class _TableLabels(dict):
+    """Labels written here for the settings that split groups (and richer ones for the classic four);
+    every other hyperparameter's label comes from its row in the table (jaxmlp.hparams), declared once."""
+
+    def get(self, name: Any, default: Any = None) -> Any:
+        if name in self:
+            return self[name]
+        from jaxmlp import hparams
+
+        return hparams.TABLE[name].title if name in hparams.TABLE else default
+
+
+class _TableLog:
+    """The hyperparameters whose table row says they span decades: a log x axis (symlog when 0 is there)."""
+
+    def __contains__(self, name: Any) -> bool:
+        from jaxmlp import hparams
+
+        return name in hparams.TABLE and hparams.TABLE[name].log
+
+
+LOG_AXES = _TableLog()
+
+PARAM_LABEL = _TableLabels({
     "dropout": "dropout rate (fraction of hidden units dropped)",
     "l1": r"L1 penalty strength $\lambda_1$",
     "l2": r"L2 penalty strength $\lambda_2$",
@@ -32,13 +55,13 @@ PARAM_LABEL = {
     "hidden": "hidden layer widths (units)",
     "optimizer": "optimizer",
     "activation": "activation",
-    "arch": "architecture",
+    "model": "model",
     "dataset": "dataset",
     "batch_norm": "batch normalisation",
-}
-PARAM_TITLE = {"dropout": "dropout rate", "l1": r"L1 strength $\lambda_1$", "l2": r"L2 strength $\lambda_2$",
-               "lr": "learning rate", "batch_size": "batch size", "hidden": "hidden widths",
-               "batch_norm": "batch norm", "arch": "architecture"}
+})
+PARAM_TITLE = _TableLabels({"dropout": "dropout rate", "l1": r"L1 strength $\lambda_1$", "l2": r"L2 strength $\lambda_2$",
+                            "lr": "learning rate", "batch_size": "batch size", "hidden": "hidden widths",
+                            "batch_norm": "batch norm", "model": "model"})
 PARAM_SHORT = {"l1": r"$\lambda_1$", "l2": r"$\lambda_2$", "batch_size": "batch", "batch_norm": "BN"}
 METRIC_LABEL = {
     "accuracy": "accuracy (%)",

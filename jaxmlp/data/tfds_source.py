@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmlp import data
+from jaxmlp.data import idx_files as data
+from jaxmlp.data.dataset import Dataset
+from jaxmlp.errors import UsageError
 
 _KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 _PROBE_TIMEOUT_S = 10
@@ -53,7 +55,7 @@ def cache_dir() -> Path:
 
 
 def load(name: str, *, base_url: str | None = None, checksums: dict[str, tuple[int, str]] | None = None,
-         cache: str | os.PathLike | None = None) -> data.Dataset:
+         cache: str | os.PathLike | None = None) -> Dataset:
     """The named dataset from the cached .npz, or else downloaded through tensorflow-datasets and cached.
 
     base_url: where the four ``.gz`` files are (default ``$JAXMLP_TFDS_URL``, else the builder's upstream URL).
@@ -161,7 +163,7 @@ def _remove_partial(downloads: Path) -> None:
 
 # ---- the decoded cache -----------------------------------------------------------------------------
 
-def _write_npz(npz: Path, dataset: data.Dataset) -> None:
+def _write_npz(npz: Path, dataset: Dataset) -> None:
     """Write atomically (temporary file + rename): a crash or a concurrent run never leaves half a file."""
     tmp = npz.with_name(f".{npz.name}.{os.getpid()}.tmp")
     try:
@@ -175,7 +177,7 @@ def _write_npz(npz: Path, dataset: data.Dataset) -> None:
                           "writable folder") from None
 
 
-def _read_npz(npz: Path, name: str) -> data.Dataset | None:
+def _read_npz(npz: Path, name: str) -> Dataset | None:
     """The cached dataset, or None when the file is unreadable or does not hold what `_write_npz` wrote."""
     try:
         with np.load(npz, allow_pickle=False) as z:
@@ -188,4 +190,25 @@ def _read_npz(npz: Path, name: str) -> data.Dataset | None:
         if (images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28)
                 or labels.dtype != np.int32 or labels.shape != images.shape[:1]):
             return None
-    return data.Dataset(name, **arrays, source=f"{npz} (cached {source})")
+    return Dataset(name, **arrays, source=f"{npz} (cached {source})")
+
+
+# ---- other datasets, with tensorflow -----------------------------------------------------------------
+
+def load_with_tensorflow(name: str) -> Dataset:
+    """Any tensorflow-datasets image classification set with ``train`` and ``test`` splits, through
+    ``tfds.load``: that needs tensorflow itself (not a jaxmlp dependency) and the prepared data or a network."""
+    try:
+        import tensorflow  # noqa: F401  (tfds.load cannot work without it)
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise UsageError(f"tfds:{name} needs tensorflow (pip install tensorflow); without it jaxmlp reads only "
+                         f"the IDX family ({', '.join(data.DATASETS)}), .npz files and arrays") from None
+    try:
+        splits = tfds.as_numpy(tfds.load(name, split=["train", "test"], batch_size=-1, as_supervised=True))
+    except Exception as e:  # tfds raises many kinds: DatasetNotFoundError, download errors...
+        raise UsageError(f"tensorflow-datasets could not load {name}: {_short(e)}") from None
+    (x_train, y_train), (x_test, y_test) = splits
+    from jaxmlp.data.dataset import arrays
+
+    return arrays(x_train, y_train, x_test, y_test, name=name)
