@@ -6,6 +6,8 @@ command line with test hooks read from the environment, so the library itself ca
 - ``JAXMLP_TEST_EPOCH_LOG``: append the number of every epoch trained (what a resumed run retrains);
 - ``JAXMLP_TEST_HOOK=mid:E``: stall between the two chunks of epoch E (the first trained, the second not);
 - ``JAXMLP_TEST_HOOK=save:E``: stall inside Orbax's final rename of epoch E's checkpoint (a save in flight);
+- ``JAXMLP_TEST_HOOK=torn:E``: let Orbax rename epoch E's checkpoint, then flip a bit of its largest array
+  file (as a save whose data never fully reached the disk) and stall: a checkpoint that fails verification;
 - ``JAXMLP_TEST_HOOK=full:E``: from epoch E's save on, no file may grow past 100 kB (``RLIMIT_FSIZE``),
   which the writes meet as they would a full disk.
 
@@ -31,8 +33,7 @@ import jax
 import numpy as np
 import pytest
 
-import jaxmlp
-from jaxmlp import checkpoint, cli, models
+from jaxmlp import checkpoint, checkpoint_io, checkpoint_state, cli, models
 from jaxmlp.errors import UsageError
 from jaxmlp.idx import read_idx
 from jaxmlp.results import Results
@@ -49,7 +50,8 @@ DRIVER = '''
 import os, resource, signal, sys, time
 from pathlib import Path
 from orbax.checkpoint._src.path import async_path
-from jaxmlp import checkpoint, cli, members
+from jaxmlp import checkpoint, cli
+from jaxmlp.callbacks import Callback
 
 LOG = os.environ.get("JAXMLP_TEST_EPOCH_LOG")
 KIND, _, AT = os.environ.get("JAXMLP_TEST_HOOK", "").partition(":")
@@ -59,26 +61,28 @@ def stall():
     Path(os.environ["JAXMLP_TEST_MARKER"]).write_text("stalled")
     time.sleep(600)
 
-run_epoch = members.run_epoch
-def logged_run_epoch(prep, state):
-    if LOG:
-        with open(LOG, "a") as f:
-            f.write(f"{state.epoch + 1}\\n")
-    return run_epoch(prep, state)
-members.run_epoch = logged_run_epoch
+class Hooks(Callback):
+    def on_epoch_start(self, epoch):
+        if LOG:
+            with open(LOG, "a") as f:
+                f.write(f"{epoch}\\n")
 
-compiled_epoch = members._compiled_epoch
-def stalling_compiled_epoch(prep, unit, args):
-    if KIND == "mid" and int(args[-1]) == AT - 1 and unit is prep.units[1]:
-        stall()
-    return compiled_epoch(prep, unit, args)
-members._compiled_epoch = stalling_compiled_epoch
+    def on_unit_start(self, epoch, unit):
+        if KIND == "mid" and epoch == AT and unit == 1:
+            stall()
 
 rename = async_path.rename
 async def stalling_rename(src, dst):
     if KIND == "save" and Path(dst).name == str(AT):
         stall()
-    return await rename(src, dst)
+    done = await rename(src, dst)
+    if KIND == "torn" and Path(dst).name == str(AT):
+        biggest = max((p for p in (Path(dst) / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        data = bytearray(biggest.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        biggest.write_bytes(bytes(data))
+        stall()
+    return done
 async_path.rename = stalling_rename
 
 save = checkpoint.Checkpointer.save
@@ -90,7 +94,7 @@ def full_disk_save(self, prep, state):
     return save(self, prep, state)
 checkpoint.Checkpointer.save = full_disk_save
 
-sys.exit(cli.main(sys.argv[1:]))
+sys.exit(cli.main(sys.argv[1:], callbacks=[Hooks()]))
 '''
 
 
@@ -141,6 +145,11 @@ def run_killed(sub, args: list[str], hook: str, log: Path, marker: Path) -> None
 
 def epochs_trained(log: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def listing(ckpt: Path) -> list[str]:
+    """The folder's names, jaxmlp's marker left out."""
+    return sorted(p.name for p in ckpt.iterdir() if p.name != ".jaxmlp-checkpoints")
 
 
 def complete_steps(ckpt: Path) -> list[int]:
@@ -224,10 +233,10 @@ def test_killed_sweep_resumes_exactly_as_if_never_interrupted(sub, reference, tm
     assert epochs_trained(logs[3]) == [5, 6]
     assert_same_run(out, reference.out)
     assert complete_steps(ckpt) == [5, 6]   # --keep 2; the killed save's leftovers are gone
-    assert sorted(p.name for p in ckpt.iterdir()) == ["5", "6"]
+    assert listing(ckpt) == ["5", "6"]
 
 
-def test_damaged_checkpoints_are_skipped_with_a_warning(reference, tmp_path, capsys):
+def test_damaged_checkpoints_are_skipped_with_one_warning(reference, tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(reference.ckpt, ckpt)
     assert complete_steps(ckpt) == [4, 5, 6]
@@ -238,13 +247,13 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(reference, tmp_path, cap
     out = tmp_path / "run"
     run_sweep(config_of(reference.args), out, progress=False, checkpoint_dir=ckpt, plots=False, name="run")
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(warnings) == 2
-    for w, epoch in zip(warnings, (6, 5)):
-        assert w.startswith(f"jaxmlp: warning: skipping the unreadable checkpoint of epoch {epoch}: ")
-    assert all(w.endswith(f"; using the one of epoch 4 in {ckpt}") for w in warnings)
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"jaxmlp: warning: the checkpoints of epochs 6, 5 in {ckpt} failed verification "
+                                  "(epoch 6: ")
+    assert warnings[0].endswith("resuming from the sound one of epoch 4 (the others are kept as <epoch>.unreadable)")
     assert_same_run(out, reference.out)   # epochs 5 and 6 trained again from epoch 4's state
     # The damaged ones are kept aside for inspection; the new 5 and 6 replaced 4 (--keep 2).
-    assert sorted(p.name for p in ckpt.iterdir()) == ["5", "5.unreadable", "6", "6.unreadable"]
+    assert listing(ckpt) == ["5", "5.unreadable", "6", "6.unreadable"]
 
 
 def test_other_settings_are_refused_by_name_and_new_run_discards(sub, reference, tmp_path, capsys):
@@ -268,7 +277,7 @@ def test_other_settings_are_refused_by_name_and_new_run_discards(sub, reference,
     assert f"jaxmlp: --new-run: discarded 3 checkpoint(s) in {ckpt}" in capsys.readouterr().err
     assert complete_steps(ckpt) == [1, 2]
     meta = json.loads((ckpt / "2" / "meta" / "metadata").read_text())
-    assert (meta["epoch"], meta["config"]["lr"], len(meta["history"])) == (2, [0.01], 2)
+    assert (meta["epoch"], meta["config"]["hparams"]["lr"], len(meta["history"])) == (2, [0.01], 2)
     first = Results.read(tmp_path / "run")
     shutil.rmtree(ckpt / "2")
     assert cli.main(args) == 0
@@ -280,21 +289,21 @@ def test_other_settings_are_refused_by_name_and_new_run_discards(sub, reference,
 def test_group_grid_round_trip_drops_and_restores_padding(synthetic_dir):
     """Chunks of 2 over 3 hyperparameters pad each stream's second chunk; the saved grid holds exactly
     the 6 real members in member order, and cutting it back gives every unit (padding included)."""
-    from jaxmlp import members
+    from jaxmlp import layout, members
 
     config = config_of(["sweep", "--dropout", "0,0.1,0.2", "--seed", "0,1", "--chunk-size", "2", "--devices", "1",
                         "--data-dir", str(synthetic_dir)])
     groups = config.groups()
-    units = members.plan(config, 0, groups[0])
+    units = layout.plan(config, 0, groups[0], member_bytes=1, n_devices=1)
     assert len(units) == 4 and not all(u.real.all() for u in units)   # padding exists
     prep = SimpleNamespace(config=config, groups=groups, units=units)
     # A member's "state": its index (padding repeats a real member, as in training).
     fake = [{"who": np.array([[s * 3 + h for h in u.hparams] for s in u.streams]), "active": u.real}
             for u in units]
     state = members.SweepState(1, fake, [{}])
-    grid = checkpoint._grid(prep, state, 0)
+    grid = checkpoint_state.grid(prep, state, 0)
     np.testing.assert_array_equal(grid["who"], np.arange(6).reshape(2, 3))
-    back = checkpoint._sweep_state(prep, {"group_0": grid}, {"epoch": 1, "history": [{}]})
+    back = checkpoint_state.sweep_state(prep, {"group_0": grid}, {"epoch": 1, "history": [{}]})
     for u, restored in zip(fake, back.units):
         np.testing.assert_array_equal(np.asarray(restored["who"]), u["who"])
 
@@ -302,19 +311,19 @@ def test_group_grid_round_trip_drops_and_restores_padding(synthetic_dir):
 def test_state_packs_into_one_array_per_dtype_and_back():
     tree = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([True, False]),
             "c": (np.float32(7.0) * np.ones((2, 1, 2), np.float32), np.array([3, 4], np.int32))}
-    packed = checkpoint._pack(tree)
+    packed = checkpoint_io.pack(tree)
     assert {k: v.tolist() for k, v in packed.items()} == {
         "float32": [0, 1, 2, 3, 4, 5, 7, 7, 7, 7], "bool": [True, False], "int32": [3, 4]}
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
-    assert {k: (v.shape, v.dtype) for k, v in checkpoint._packed_target(abstract).items()} == {
+    assert {k: (v.shape, v.dtype) for k, v in checkpoint_io.packed_target(abstract).items()} == {
         k: (v.shape, v.dtype) for k, v in packed.items()}
-    back = checkpoint._unpack(packed, abstract)
+    back = checkpoint_io.unpack(packed, abstract)
     assert jax.tree.structure(back) == jax.tree.structure(tree)
     for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="packed float32 array of shape"):
-        checkpoint._unpack(dict(packed, float32=packed["float32"][:-1]), abstract)
+        checkpoint_io.unpack(dict(packed, float32=packed["float32"][:-1]), abstract)
 
 
 def test_unwritable_checkpoint_dir_is_refused_before_anything_else(sub, tmp_path, capsys):
@@ -344,7 +353,7 @@ def test_load_and_evaluate_member_give_the_runs_test_numbers(sub, reference, cap
                                                f"test accuracy {test['accuracy']:.4f}")
 
     # load: the best epoch's variables (the member stopped early), ready for models.apply.
-    variables, hparams = jaxmlp.load(reference.out, stopped, reference.ckpt)
+    variables, hparams = checkpoint.load_member(reference.out, stopped, reference.ckpt)
     assert hparams == res.members[stopped]["hparams"]
     x = read_idx(sub.data / "t10k-images-idx3-ubyte.gz")[..., None].astype(np.float32) / 255.0
     y = read_idx(sub.data / "t10k-labels-idx1-ubyte.gz")
@@ -356,7 +365,7 @@ def test_load_and_evaluate_member_give_the_runs_test_numbers(sub, reference, cap
 
     with pytest.raises(UsageError, match="--member 4 is not in"):
         checkpoint.load_member(reference.out, 4, reference.ckpt)
-    assert checkpoint.default_dir("runs/abc/") == Path("checkpoints/abc")
+    assert checkpoint.default_dir("runs/abc/") == Path("runs/abc/checkpoints")
 
 
 def test_checkpoint_saved_on_two_devices_restores_on_one(sub, tmp_path, capsys):
@@ -414,3 +423,23 @@ def test_22_member_sweep_killed_anywhere_resumes_exactly(sub, tmp_path_factory, 
     assert epochs_trained(tmp / "resumed.log") == list(range(max(saved, default=0) + 1, EPOCHS + 1))
     assert len(Results.read(out).members) == 22
     assert_same_run(out, cache / "run")
+
+
+@pytest.mark.slow
+def test_killed_during_a_save_that_then_fails_verification_resumes_exactly(sub, reference, tmp_path):
+    """SIGKILL right after epoch 4's checkpoint was renamed into place, its array damaged (data that never
+    reached the disk): the rerun finds it fails verification, says so in one warning line, resumes from
+    epoch 3 and ends exactly like the uninterrupted run."""
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    args = sweep_args(sub, out, ckpt)
+    run_killed(sub, args, "torn:4", tmp_path / "killed.log", tmp_path / "marker")
+    assert complete_steps(ckpt) == [2, 3, 4]   # killed before Orbax deleted the oldest
+    proc = run(sub, args, log=tmp_path / "resumed.log")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"jaxmlp: warning: the checkpoint of epoch 4 in {ckpt} failed verification (epoch 4: the float32 array "
+        "of group_")
+    assert epochs_trained(tmp_path / "resumed.log") == [4, 5, 6]
+    assert_same_run(out, reference.out)
+    assert listing(ckpt) == ["4.unreadable", "5", "6"]
