@@ -161,8 +161,8 @@ def test_two_processes_resume_a_checkpoint_of_one(runs, tmp_path):
     shutil.copytree(runs.root / "one_ckpt", ckpt)
     shutil.rmtree(ckpt / "2")
     primary, other = sweep_in_two_processes(runs.data, tmp_path / "run", ckpt, "--quiet")
-    assert primary.stderr == f"jaxmlp: {ckpt} holds checkpoints of this sweep: resuming (--new-run starts over)\n" \
-                             f"jaxmlp: resuming after epoch 1 from {ckpt}\n"
+    assert primary.stderr == (f"jaxmlp: resuming after epoch 1 from {ckpt} (this sweep's checkpoints; "
+                              "--new-run starts over)\n")
     assert (other.stdout, other.stderr) == ("", "")
     assert_same_run(tmp_path / "run", runs.root / "one")
     assert complete_steps(ckpt) == [1, 2]
