@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from experiments import common
-from jaxmlp.cli import join_processes, processes_from_args
+from experiments import common, report
+from jaxmlp.processes import join_processes, processes_from_args
 from jaxmlp.hostdevices import use_one_device_per_core
 from jaxmlp.errors import UsageError
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             common.run_study(name, common.options_from_args(args, out))
             times.append((name, time.perf_counter() - t0))
         if len(times) > 1 and common.is_primary():
-            print(common.plain_table(["study", "wall (s)"], [[n, f"{t:.1f}"] for n, t in times],
+            print(report.plain_table(["study", "wall (s)"], [[n, f"{t:.1f}"] for n, t in times],
                                      f"{len(times)} studies in {sum(t for _, t in times):.1f} s"))
         return 0
     except UsageError as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from experiments import common
+from experiments import common, report
 
 NAME = "cnn"
 TITLE = "A small CNN (32/64 3×3 convs, dense 128) with and without dropout vs the MLP, same epochs"
@@ -42,15 +42,15 @@ def run(study: common.Study) -> None:
     names = {"cnn": "CNN 32/64 conv + dense 128", "mlp": "MLP 784-" + "-".join(map(str, s["mlp_hidden"])) + "-10"}
     rows, numbers = [], {}
     for key, res in sweeps.items():
-        test = common.pooled(res, ["dropout"], "accuracy", "test")
-        val = common.pooled(res, ["dropout"], "accuracy", "val")
+        test = report.pooled(res, ["dropout"], "accuracy", "test")
+        val = report.pooled(res, ["dropout"], "accuracy", "val")
         epochs_done = sum(m["epochs_run"] for m in res.members)
         per_epoch = res.timing.get("train_s", 0.0) / max(1, max(m["epochs_run"] for m in res.members))
         for (d,), t in test.items():
             ms = [m for m in res.members if m["hparams"]["dropout"] == d]
-            rows.append([names[key], f"{d:g}", common.pm(val[(d,)]), common.pm(t),
-                         common.pm(common.mean_std([m["best_epoch"] for m in ms]), 1),
-                         common.pm(common.mean_std([m["epochs_run"] for m in ms]), 1), f"{per_epoch:.3g}"])
+            rows.append([names[key], f"{d:g}", report.pm(val[(d,)]), report.pm(t),
+                         report.pm(report.mean_std([m["best_epoch"] for m in ms]), 1),
+                         report.pm(report.mean_std([m["epochs_run"] for m in ms]), 1), f"{per_epoch:.3g}"])
             numbers[f"{key}/dropout={d:g}"] = {"test_accuracy": t[0], "val_accuracy": val[(d,)][0]}
         numbers[f"{key}/seconds_per_epoch"] = per_epoch
         numbers[f"{key}/member_epochs"] = epochs_done
@@ -72,10 +72,10 @@ def run(study: common.Study) -> None:
 
     from jaxmlp import plots
 
-    fig, axes = common.new_figure(10.0, 4.0, 1, 2, sharex=True)
+    fig, axes = report.new_figure(10.0, 4.0, 1, 2, sharex=True)
     colors = {("cnn", 0): plots.OKABE_ITO[0], ("cnn", 1): plots.OKABE_ITO[5],
               ("mlp", 0): plots.OKABE_ITO[1], ("mlp", 1): plots.OKABE_ITO[3]}
-    with common.styled():
+    with report.styled():
         for key, res in sweeps.items():
             for m in res.members:
                 d = m["hparams"]["dropout"]
@@ -92,7 +92,7 @@ def run(study: common.Study) -> None:
         axes[0, 1].set_ylabel("validation loss (nats)")
         for ax in axes[0]:
             ax.set_xlabel("epoch")
-        common.integer_epochs(*axes[0])
+        report.integer_epochs(*axes[0])
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle("CNN vs MLP: validation accuracy and loss per epoch")

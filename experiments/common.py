@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import numpy as np
 
-from jaxmlp.cli import add_process_flags, join_processes, processes_from_args
+from jaxmlp.processes import add_process_flags, join_processes, processes_from_args
+from experiments import report
 from jaxmlp.errors import UsageError
 from jaxmlp.hostdevices import use_one_device_per_core
 
@@ -138,7 +135,7 @@ class Study:
         """This mode's settings (`quick` overrides some of `full`); records them and what --quick changed."""
         chosen = {**full, **(quick if self.opts.quick else {})}
         if self.opts.quick:
-            self.reduced += [f"{k}: {_show(quick[k])} instead of {_show(full[k])}"
+            self.reduced += [f"{k}: {report.show(quick[k])} instead of {report.show(full[k])}"
                              for k in quick if k in full and quick[k] != full[k]]
         self.settings.update(chosen)
         return chosen
@@ -178,13 +175,13 @@ class Study:
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
               show: bool = False) -> None:
         """A markdown table in the summary; with `show`, also printed at the end of the run."""
-        rows = [[_cell(v) for v in r] for r in rows]
+        rows = [[report.cell(v) for v in r] for r in rows]
         esc = lambda cells: " | ".join(c.replace("|", "\\|") for c in cells)  # |w| must not split a cell
         md = ["| " + esc(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         md += ["| " + esc(r) + " |" for r in rows]
         self.blocks.append((f"**{title}**\n\n" if title else "") + "\n".join(md))
         if show:
-            self.printed.append(plain_table(headers, rows, title))
+            self.printed.append(report.plain_table(headers, rows, title))
 
     def figure(self, fig: "Figure", filename: str, caption: str) -> Path:
         """Save `fig` as ``<out>/<filename>`` and link it from the summary."""
@@ -199,205 +196,6 @@ class Study:
         """Link an existing figure (e.g. one that plot_run wrote into a sweep's plots/)."""
         rel = Path(os.path.relpath(path, self.out)).as_posix()
         self.blocks.append(f"![{caption}]({rel})\n*{caption}*")
-
-
-def _show(v: Any) -> str:
-    """A setting as summary text: layer widths as 512,64; long number lists as their count and ends."""
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)) and v and all(isinstance(x, int) for x in v) and isinstance(v, tuple):
-        return ",".join(map(str, v))
-    if isinstance(v, (list, tuple)) and len(v) > 4 and all(isinstance(x, (int, float)) for x in v):
-        return f"{len(v)} values {_show(v[0])} … {_show(v[-1])}"
-    if isinstance(v, (list, tuple)):
-        return "[" + "; ".join(_show(x) for x in v) + "]"
-    return str(v)
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return "–" if math.isnan(v) else f"{v:g}"
-    return str(v)
-
-
-def percent(fraction: float) -> str:
-    """A share of the training set as text: 0.05 -> "5 %", 1.0 -> "100 %"."""
-    return f"{100 * fraction:.3g} %"
-
-
-def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> str:
-    """Rows of strings as an aligned text table (what the terminal shows; as ``jaxmlp compare`` prints)."""
-    from jaxmlp.compare import text_table
-
-    return text_table(headers, rows, title)
-
-
-# ---- numbers pooled over seeds ------------------------------------------------------------------------
-
-def pooled(results: "Results", by: Sequence[str], metric: str = "accuracy", split: str = "test",
-           where: dict[str, Any] | None = None) -> dict[tuple, tuple[float, float, int]]:
-    """{values of the settings `by`: (mean, std, n)} of a per-member number, pooled over everything else
-    (seeds, folds). `metric`/`split` are those of :func:`jaxmlp.plots.member_values` (accuracy in %,
-    gaps in percentage points); `where` keeps only members with these settings. std has ddof=1."""
-    from jaxmlp.plots import member_values
-
-    return pool_values(results, member_values(results, metric, split), by, where)
-
-
-def pool_values(results: "Results", values: Sequence[float], by: Sequence[str],
-                where: dict[str, Any] | None = None) -> dict[tuple, tuple[float, float, int]]:
-    """Like :func:`pooled` for any per-member numbers `values` (in ``results.members`` order)."""
-    groups: dict[tuple, list[float]] = {}
-    for m, v in zip(results.members, values):
-        hp = m["hparams"]
-        if where and any(hp.get(k) != w for k, w in where.items()):
-            continue
-        groups.setdefault(tuple(hp.get(k) for k in by), []).append(float(v))
-    return {k: mean_std(groups[k]) for k in sorted(groups, key=lambda k: [_order(x) for x in k])}
-
-
-def _order(v: Any) -> tuple:
-    # Numbers by value, then everything else (names, hidden widths) by its text.
-    return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (0 for one value) and count of the finite values
-    (:func:`jaxmlp.stats.mean_sd`)."""
-    from jaxmlp.stats import mean_sd
-
-    return mean_sd(values)
-
-
-def pm(stats: tuple[float, float, int], digits: int = 2) -> str:
-    """``mean ± std`` (just the mean for a single value)."""
-    mean, std, n = stats
-    if not math.isfinite(mean):
-        return "–"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "")
-
-
-def pm_ci(stats: tuple[float, float, int], digits: int = 2, folds: int = 0) -> str:
-    """``mean [low, high]``: the mean and its 95 % t interval from a (mean, std, n) summary
-    (:func:`jaxmlp.stats.t_interval`; Nadeau-Bengio corrected with `folds`); just the mean for one value."""
-    from jaxmlp.stats import t_interval
-
-    mean, std, n = stats
-    if not math.isfinite(mean):
-        return "–"
-    if n < 2:
-        return f"{mean:.{digits}f}"
-    low, high = t_interval(mean, std, n, folds=folds)
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def best_by(stats: dict[tuple, tuple[float, float, int]], higher: bool = True) -> tuple:
-    """The key with the best mean (highest, or lowest with ``higher=False``); ties go to the first key."""
-    sign = 1.0 if higher else -1.0
-    finite = {k: v for k, v in stats.items() if math.isfinite(v[0])}
-    if not finite:
-        raise ValueError("no finite values to choose the best from")
-    return max(finite, key=lambda k: sign * finite[k][0])
-
-
-def sparsity(variables: dict[str, Any], threshold: float = 1e-3, layer: str | None = None) -> float:
-    """Fraction of weight-matrix entries with ``|w| < threshold`` (kernels only, never biases or
-    batch-norm scales), over every layer or only the parameter module `layer` (e.g. ``"Dense_0"``)."""
-    kernels = [np.asarray(p["kernel"]) for name, p in variables["params"].items()
-               if "kernel" in p and (layer is None or name == layer)]
-    if not kernels:
-        raise ValueError(f"no kernel found{f' in {layer!r}' if layer else ''}")
-    small = sum(int((np.abs(k) < threshold).sum()) for k in kernels)
-    return small / sum(k.size for k in kernels)
-
-
-# ---- figures --------------------------------------------------------------------------------------
-
-def new_figure(width: float = 6.0, height: float = 4.0, nrows: int = 1, ncols: int = 1,
-               **kw: Any) -> tuple["Figure", np.ndarray]:
-    """A figure on the Agg canvas (no pyplot state) in jaxmlp's plot style; axes as a 2-D array."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from jaxmlp.plots import STYLE
-
-    with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(width, height), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    return fig, axes
-
-
-def errorbar_line(ax: Any, stats: dict[tuple, tuple[float, float, int]], label: str, color: str,
-                  marker: str = "o", linestyle: str = "-", hollow: bool = False, bars: str = "std") -> None:
-    """Means of `stats` (keyed by 1-tuples of x values) as a line, with bars where n > 1: ± std, or with
-    ``bars="ci"`` the 95 % t interval of the mean (:func:`jaxmlp.stats.t_interval`)."""
-    from jaxmlp.stats import t_interval
-
-    xs = [float(k[0]) for k in stats]
-    means = [v[0] for v in stats.values()]
-    if bars == "ci":
-        yerr = [(mean - t_interval(mean, sd, n)[0]) for mean, sd, n in stats.values()]   # symmetric
-    else:
-        yerr = [v[1] for v in stats.values()]
-    style = dict(color=color, marker=marker, linestyle=linestyle, label=label,
-                 markerfacecolor="white" if hollow else color)
-    if any(v[2] > 1 for v in stats.values()):
-        ax.errorbar(xs, means, yerr=yerr, capsize=3, **style)
-    else:
-        ax.plot(xs, means, **style)
-
-
-def integer_epochs(*axes: Any) -> None:
-    """Whole-number ticks on the epoch (x) axis."""
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-# Okabe-Ito without its yellow, which thin lines on white hide; for up to 7 categories.
-LINE_COLORS = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000"]
-
-
-def styled():
-    """A context in which artists get jaxmlp's plot style (rcParams are read when artists are made)."""
-    import matplotlib
-
-    from jaxmlp.plots import STYLE
-
-    return matplotlib.rc_context(STYLE)
-
-
-# ---- environment ---------------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    """The host CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, str]:
-    """jaxmlp and library versions, and the devices the sweeps ran on."""
-    import jax
-
-    from jaxmlp import __version__
-    from jaxmlp.results import versions
-
-    devices = jax.local_devices()
-    kinds = ", ".join(sorted({d.device_kind for d in devices}))
-    device = f"{len(devices)} × {kinds} ({devices[0].platform})"
-    if devices[0].platform == "cpu":
-        device += f" on {os.cpu_count()} core(s) of {cpu_model()}"
-    return {"jaxmlp": __version__, "versions": ", ".join(f"{k} {v}" for k, v in versions().items()
-                                                          if k != "jaxmlp"),
-            "device": device, "python": platform.python_version()}
 
 
 # ---- running and writing -------------------------------------------------------------------------
@@ -429,63 +227,11 @@ def run_study(name: str, opts: Options) -> Study:
     module.run(study)
     wall = time.perf_counter() - t0
     if is_primary():   # under jax.distributed every process trains; process 0 alone writes and prints
-        write_summary(study, wall)
+        report.write_summary(study, wall)
         for table in study.printed:
             print(table + "\n")
         print(f"{name}: {'quick' if opts.quick else 'full'} run in {wall:.1f} s; summary in {study.out / 'summary.md'}")
     return study
-
-
-def write_summary(study: Study, wall_s: float) -> None:
-    """``summary.md`` (results, figures, settings, versions, device) and ``summary.json`` (the numbers)."""
-    env = environment()
-    mode = "quick (`--quick`: a smoke test, not the study's result)" if study.opts.quick else "full"
-    first = study.sweeps[0].results if study.sweeps else None
-    source = (first.config.get("data_source") or {}).get(study.opts.dataset, "?") if first else "?"
-    lines = [f"# {study.title}", "", *sum(([b, ""] for b in study.blocks), [])]
-    lines += ["## Settings", "",
-              f"- mode: {mode}",
-              f"- dataset: {study.opts.dataset} ({source}); the whole training set here is "
-              f"{study.whole:.0%} of it (stratified), minus a validation share",
-              *[f"- {k}: {_show(v)}" for k, v in study.settings.items()]]
-    if first is not None and "lr_schedule" in first.config:
-        lines += [f"- learning-rate schedule: {first.config['lr_schedule']} (jaxmlp's default unless set)"]
-    if study.reduced:
-        lines += [f"- reduced by --quick: {'; '.join(study.reduced)}"]
-    if study.opts.epochs is not None:
-        lines += [f"- epochs overridden: {study.opts.epochs} for every sweep"]
-    lines += ["", "## Sweeps", "", "| sweep | members | groups | compile (s) | train (s) | wall (s) |",
-              "|---|---|---|---|---|---|"]
-    for s in study.sweeps:
-        groups = len({tuple(sorted((k, str(v)) for k, v in m["hparams"].items()
-                                   if k in ("dataset", "model", "hidden", "activation", "batch_norm",
-                                            "optimizer", "batch_size")))
-                      for m in s.results.members})
-        lines.append(f"| [{s.name}]({s.name}/) | {len(s.results.members)} | {groups} | "
-                     f"{s.results.timing.get('compile_s', math.nan):.1f} | "
-                     f"{s.results.timing.get('train_s', math.nan):.1f} | {s.wall_s:.1f} |")
-    lines += ["", "Each sweep folder holds results.json, results.csv, history.jsonl and plots/.", "",
-              "## Environment", "",
-              f"- jaxmlp {env['jaxmlp']}; {env['versions']}; Python {env['python']}",
-              f"- device: {env['device']}",
-              f"- study wall time: {wall_s:.1f} s", ""]
-    study.out.mkdir(parents=True, exist_ok=True)
-    (study.out / "summary.md").write_text("\n".join(lines))
-    doc = {"study": study.name, "title": study.title, "mode": "quick" if study.opts.quick else "full",
-           "dataset": study.opts.dataset, "whole_fraction": study.whole, "settings": study.settings,
-           "numbers": study.numbers, "wall_s": round(wall_s, 2),
-           "sweeps": {s.name: {"members": len(s.results.members), "wall_s": round(s.wall_s, 2),
-                               **s.results.timing} for s in study.sweeps},
-           **env}
-    (study.out / "summary.json").write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    if isinstance(v, (tuple, set)):
-        return list(v)
-    return str(v)
 
 
 def study_main(name: str, argv: Sequence[str] | None = None) -> int:

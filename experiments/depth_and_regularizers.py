@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import common
+from experiments import common, report
 
 NAME = "depth_and_regularizers"
 TITLE = "Depth × regularisers: 2 to 7 hidden layers, plain, dropout, batch norm, L1, L2, early stopping"
@@ -94,34 +94,34 @@ def run(study: common.Study) -> None:
     table = []
     for k in order:
         r = rows[k]
-        table.append([k[0], k[1], f"{k[2]:g}", common.pm(common.mean_std(r["test"])),
-                      common.pm(common.mean_std(r["val"])), common.pm(common.mean_std(r["best"]), 1),
-                      common.pm(common.mean_std(r["run"]), 1), common.pm(common.mean_std(r["gap"]))])
+        table.append([k[0], k[1], f"{k[2]:g}", report.pm(report.mean_std(r["test"])),
+                      report.pm(report.mean_std(r["val"])), report.pm(report.mean_std(r["best"]), 1),
+                      report.pm(report.mean_std(r["run"]), 1), report.pm(report.mean_std(r["gap"]))])
     study.table(["architecture", "regulariser", "lr", "test acc (%)", "val acc (%)", "epochs to best",
                  "epochs run", "gap (pp)"], table, title="Every member (mean ± std over seeds)")
     # Printed: each architecture's best regulariser and lr (chosen on validation accuracy).
     short, numbers = [], {}
     for a in archs:
-        cands = {k: common.mean_std(rows[k]["val"]) for k in order if k[0] == a}
-        best = common.best_by(cands)
+        cands = {k: report.mean_std(rows[k]["val"]) for k in order if k[0] == a}
+        best = report.best_by(cands)
         plain = max((k for k in order if k[0] == a and k[1] == "plain"),
-                    key=lambda k: common.mean_std(rows[k]["val"])[0])
+                    key=lambda k: report.mean_std(rows[k]["val"])[0])
         numbers[a] = {"best_regulariser": best[1], "best_lr": best[2],
-                      "best_test_accuracy": common.mean_std(rows[best]["test"])[0],
-                      "plain_test_accuracy": common.mean_std(rows[plain]["test"])[0]}
-        short.append([a, best[1], f"{best[2]:g}", common.pm(common.mean_std(rows[best]["test"])),
-                      common.pm(common.mean_std(rows[plain]["test"])), f"{plain[2]:g}"])
+                      "best_test_accuracy": report.mean_std(rows[best]["test"])[0],
+                      "plain_test_accuracy": report.mean_std(rows[plain]["test"])[0]}
+        short.append([a, best[1], f"{best[2]:g}", report.pm(report.mean_std(rows[best]["test"])),
+                      report.pm(report.mean_std(rows[plain]["test"])), f"{plain[2]:g}"])
     study.numbers.update(numbers)
     study.table(["architecture", "best regulariser (val)", "lr", "test acc (%)", "plain: test acc (%)",
                  "plain lr"], short, title="Best regulariser per architecture", show=True)
 
     # ---- figures ----
-    colors = dict(zip(VARIANTS, common.LINE_COLORS))
+    colors = dict(zip(VARIANTS, report.LINE_COLORS))
     # Early stopping follows the plain run until it stops (same seed, same draws): dotted, on top.
     dashes = {v: (0, (1.5, 1.5)) if v == "early stopping" else "-" for v in VARIANTS}
     for lr in s["lrs"]:
-        fig, axes = common.new_figure(3.0 * len(archs) + 1.0, 6.0, 2, len(archs), sharex=True, sharey="row")
-        with common.styled():
+        fig, axes = report.new_figure(3.0 * len(archs) + 1.0, 6.0, 2, len(archs), sharex=True, sharey="row")
+        with report.styled():
             for c, a in enumerate(archs):
                 for v in VARIANTS:
                     k = (a, v, lr)
@@ -140,22 +140,22 @@ def run(study: common.Study) -> None:
                 axes[1, c].set_xlabel("epoch")
             axes[0, 0].set_ylabel("validation accuracy (%)")
             axes[1, 0].set_ylabel("loss (nats): train solid, validation dashed")
-            common.integer_epochs(*axes.flat)
+            report.integer_epochs(*axes.flat)
             handles, labels = axes[0, 0].get_legend_handles_labels()
             fig.legend(handles, labels, loc="outside lower center", ncols=len(VARIANTS))
         fig.suptitle(f"Learning curves by architecture, Adam lr {lr:g} (seed {s['seeds'][0]})")
         study.figure(fig, f"learning_curves_lr{lr:g}.png",
                      f"Learning curves side by side, one panel per architecture, lr {lr:g}")
 
-    fig, axes = common.new_figure(11.0, 4.5, 1, len(s["lrs"]), sharey=True)
-    with common.styled():
+    fig, axes = report.new_figure(11.0, 4.5, 1, len(s["lrs"]), sharey=True)
+    with report.styled():
         for ax, lr in zip(axes[0], s["lrs"]):
             width = 0.8 / len(VARIANTS)
             for j, v in enumerate(VARIANTS):
                 xs, ms, sd = [], [], []
                 for c, a in enumerate(archs):
                     if (a, v, lr) in rows:
-                        mean, std, _ = common.mean_std(rows[(a, v, lr)]["test"])
+                        mean, std, _ = report.mean_std(rows[(a, v, lr)]["test"])
                         xs.append(c - 0.4 + width * (j + 0.5))
                         ms.append(mean)
                         sd.append(std)

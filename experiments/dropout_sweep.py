@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from experiments import common
+from experiments import common, report
 
 NAME = "dropout_sweep"
 TITLE = "Dropout rate on M1 (784-8-16-10): a 5 % subset vs the full training set"
@@ -58,25 +58,25 @@ def run(study: common.Study) -> None:
                               optimizer=[s["optimizer"]], lr=[s["lr"]], batch_size=[s["batch_size"]],
                               epochs=epochs, patience=patience, train_fraction=study.fraction(share))
         sweeps[label] = study.sweep(label, config)
-    names = {label: f"{label} ({common.percent(res.config['train_fraction'])} of the training set)"
+    names = {label: f"{label} ({report.percent(res.config['train_fraction'])} of the training set)"
              for label, res in sweeps.items()}
 
     # ---- numbers: pooled over seeds, best rate chosen on validation accuracy ----
-    stats = {label: {(metric, split): common.pooled(res, ["dropout"], metric, split)
+    stats = {label: {(metric, split): report.pooled(res, ["dropout"], metric, split)
                      for metric, split in (("accuracy", "val"), ("accuracy", "test"), ("loss", "val"),
                                            ("loss", "test"), ("accuracy_gap", "test"))}
              for label, res in sweeps.items()}
     summary_rows, numbers = [], {}
     for label, st in stats.items():
         val, test = st["accuracy", "val"], st["accuracy", "test"]
-        (best,) = common.best_by(val)
+        (best,) = report.best_by(val)
         lo, hi = min(test), max(test)
         numbers[label] = {"train_fraction": sweeps[label].config["train_fraction"], "best_rate": best,
                           "best_val_accuracy": val[(best,)][0], "best_test_accuracy": test[(best,)][0],
                           "test_accuracy_by_rate": {r: test[(r,)][0] for (r,) in test}}
-        summary_rows.append([label, common.percent(sweeps[label].config["train_fraction"]), f"{best:g}",
-                             common.pm(val[(best,)]), common.pm(test[(best,)]),
-                             f"{lo[0]:g}: {common.pm(test[lo])}", f"{hi[0]:g}: {common.pm(test[hi])}"])
+        summary_rows.append([label, report.percent(sweeps[label].config["train_fraction"]), f"{best:g}",
+                             report.pm(val[(best,)]), report.pm(test[(best,)]),
+                             f"{lo[0]:g}: {report.pm(test[lo])}", f"{hi[0]:g}: {report.pm(test[hi])}"])
     study.numbers.update(numbers)
     n_seeds = len(s["seeds"])
     comparisons, comparison_blocks = _comparisons(study, sweeps, n_seeds)
@@ -104,8 +104,8 @@ def run(study: common.Study) -> None:
         row = [f"{r:.3g}"]
         for label in sweeps:
             st = stats[label]
-            row += [common.pm_ci(st["accuracy", "val"][(r,)]), common.pm_ci(st["accuracy", "test"][(r,)]),
-                    common.pm_ci(st["loss", "test"][(r,)], 3), common.pm_ci(st["accuracy_gap", "test"][(r,)])]
+            row += [report.pm_ci(st["accuracy", "val"][(r,)]), report.pm_ci(st["accuracy", "test"][(r,)]),
+                    report.pm_ci(st["loss", "test"][(r,)], 3), report.pm_ci(st["accuracy_gap", "test"][(r,)])]
         per_rate.append(row)
     headers = ["rate"] + [f"{label} {h}" for label in sweeps
                           for h in ("val acc (%)", "test acc (%)", "test loss", "train−val gap (pp)")]
@@ -116,18 +116,18 @@ def run(study: common.Study) -> None:
 
     for metric, file, what in (("accuracy", "accuracy_vs_rate.png", "Accuracy"),
                                ("loss", "loss_vs_rate.png", "Cross-entropy loss")):
-        fig, axes = common.new_figure(11.0, 4.2, 1, len(sweeps))
+        fig, axes = report.new_figure(11.0, 4.2, 1, len(sweeps))
         for ax, (label, res) in zip(axes[0], sweeps.items()):
             plots.metric_vs_param(res, "dropout", metric, ax=ax)
             ax.set_title(f"{names[label]}\nmean and 95 % CI over {n_seeds} seeds")
         fig.suptitle(f"{what} (validation and test) vs dropout rate, M1 784-8-16-10, L1 λ = {s['l1']:g}")
         study.figure(fig, file, f"{what} vs dropout rate on each training set (error bars: 95 % CI over seeds)")
 
-    fig, axes = common.new_figure(6.0, 4.0)
+    fig, axes = report.new_figure(6.0, 4.0)
     ax = axes[0, 0]
-    with common.styled():
+    with report.styled():
         for (label, st), color, marker in zip(stats.items(), plots.OKABE_ITO, "os"):
-            common.errorbar_line(ax, st["accuracy_gap", "test"], names[label], color, marker, bars="ci")
+            report.errorbar_line(ax, st["accuracy_gap", "test"], names[label], color, marker, bars="ci")
         ax.axhline(0.0, color="0.4", linewidth=0.8, zorder=0)
         ax.set_xlabel("dropout rate (fraction of hidden units dropped)")
         ax.set_ylabel("train − validation accuracy (% points)")

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from experiments import common
+from experiments import common, report
 
 NAME = "kfold"
 TITLE = "5-fold cross-validation of 784-128-64-10 (dropout 0.3, RMSprop) and a model retrained on all data"
@@ -35,31 +35,31 @@ def run(study: common.Study) -> None:
     folds = sorted(cv.members, key=lambda m: m["hparams"]["fold"])
     val = [100 * m["val"]["accuracy"] for m in folds]
     fold_test = [100 * m["test"]["accuracy"] for m in folds]
-    cv_val, cv_test = common.mean_std(val), common.mean_std(fold_test)
+    cv_val, cv_test = report.mean_std(val), report.mean_std(fold_test)
     retrained = 100 * final.members[0]["test"]["accuracy"]
     study.numbers.update({"fold_val_accuracy": val, "cv_mean": cv_val[0], "cv_std": cv_val[1],
                           "fold_test_accuracy": fold_test, "retrained_test_accuracy": retrained})
     study.text(
         f"{s['folds']} folds trained at once (one vmapped axis), {s['epochs']} epochs each, no early stopping. "
-        f"Cross-validated accuracy: **{common.pm(cv_val)} %** (mean ± std over folds, validation). The model "
+        f"Cross-validated accuracy: **{report.pm(cv_val)} %** (mean ± std over folds, validation). The model "
         f"retrained on all training data for the same {s['epochs']} epochs reaches **{retrained:.2f} %** "
-        f"test accuracy (the fold models: {common.pm(cv_test)} % on test).")
+        f"test accuracy (the fold models: {report.pm(cv_test)} % on test).")
     rows = [[str(m["hparams"]["fold"]), f"{v:.2f}", f"{m['val']['loss']:.4f}", f"{t:.2f}", str(m["best_epoch"])]
             for m, v, t in zip(folds, val, fold_test)]
-    rows.append(["mean ± std", common.pm(cv_val), common.pm(common.mean_std([m["val"]["loss"] for m in folds]), 4),
-                 common.pm(cv_test), ""])
+    rows.append(["mean ± std", report.pm(cv_val), report.pm(report.mean_std([m["val"]["loss"] for m in folds]), 4),
+                 report.pm(cv_test), ""])
     study.table(["fold", "val acc (%)", "val loss", "test acc (%)", "epoch of lowest val loss"], rows,
                 title="Cross-validation folds")
     study.table(["estimate", "accuracy (%)"],
-                [["5-fold CV (validation), mean ± std", common.pm(cv_val)],
+                [["5-fold CV (validation), mean ± std", report.pm(cv_val)],
                  ["retrained on all training data (test)", f"{retrained:.2f}"]],
                 title="Cross-validated vs retrained", show=True)
 
     from jaxmlp import plots
 
-    fig, axes = common.new_figure(6.0, 4.0)
+    fig, axes = report.new_figure(6.0, 4.0)
     ax = axes[0, 0]
-    with common.styled():
+    with report.styled():
         x = np.arange(len(folds))
         # Markers, not bars: the axis does not start at 0, and bars would exaggerate the differences.
         ax.plot(x - 0.08, val, "s", color=plots.OKABE_ITO[0], markersize=8, label="fold validation accuracy")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import common
+from experiments import common, report
 
 NAME = "l1_l2_lambda"
 TITLE = "L1 vs L2 penalty strength λ on M1 (784-8-16-10): accuracy and sparsity"
@@ -36,9 +36,9 @@ def curves(res: Any, sparsity: np.ndarray, penalty: str) -> dict[str, dict[tuple
     """Pooled-over-seeds numbers of one penalty's members (the other λ = 0), keyed by (λ,)."""
     mine, other = PENALTIES[penalty]
     where = {other: 0.0}
-    out = {f"{m}_{s}": common.pooled(res, [mine], m, s, where)
+    out = {f"{m}_{s}": report.pooled(res, [mine], m, s, where)
            for m, s in (("accuracy", "val"), ("accuracy", "test"), ("loss", "test"))}
-    out["sparsity"] = common.pool_values(res, 100.0 * sparsity, [mine], where)
+    out["sparsity"] = report.pool_values(res, 100.0 * sparsity, [mine], where)
     return out
 
 
@@ -54,10 +54,10 @@ def run(study: common.Study) -> None:
                               epochs=epochs, patience=patience, train_fraction=study.fraction(share))
         res = study.sweep(label, config, keep_variables=True)
         sweeps[label] = res
-        sparse[label] = np.array([common.sparsity(v, s["threshold"]) for v in res.variables])
+        sparse[label] = np.array([report.sparsity(v, s["threshold"]) for v in res.variables])
     data = {label: {p: curves(res, sparse[label], p) for p in PENALTIES} for label, res in sweeps.items()}
-    base = {label: {"test": common.pooled(res, [], "accuracy", "test", {"l1": 0.0, "l2": 0.0})[()],
-                    "sparsity": common.pool_values(res, 100.0 * sparse[label], [], {"l1": 0.0, "l2": 0.0})[()]}
+    base = {label: {"test": report.pooled(res, [], "accuracy", "test", {"l1": 0.0, "l2": 0.0})[()],
+                    "sparsity": report.pool_values(res, 100.0 * sparse[label], [], {"l1": 0.0, "l2": 0.0})[()]}
             for label, res in sweeps.items()}
 
     # ---- numbers and tables ----
@@ -74,15 +74,15 @@ def run(study: common.Study) -> None:
                                 "baseline_sparsity": base[label]["sparsity"][0]}
         for p, c in per.items():
             curve = {k: v for k, v in c["accuracy_val"].items() if k[0] > 0}
-            (best,) = common.best_by(curve)
+            (best,) = report.best_by(curve)
             top = max(s["lambdas"])
             study.numbers[label][p] = {
                 "best_lambda": best, "best_test_accuracy": c["accuracy_test"][(best,)][0],
                 "test_accuracy": {k[0]: v[0] for k, v in c["accuracy_test"].items()},
                 "sparsity": {k[0]: v[0] for k, v in c["sparsity"].items()}}
-            short.append([label, p, f"{best:g}", common.pm(c["accuracy_test"][(best,)]),
-                          common.pm(c["sparsity"][(best,)], 1), common.pm(c["accuracy_test"][(top,)]),
-                          common.pm(c["sparsity"][(top,)], 1)])
+            short.append([label, p, f"{best:g}", report.pm(c["accuracy_test"][(best,)]),
+                          report.pm(c["sparsity"][(best,)], 1), report.pm(c["accuracy_test"][(top,)]),
+                          report.pm(c["sparsity"][(top,)], 1)])
         l1s, l2s = per["L1"]["sparsity"], per["L2"]["sparsity"]
         top = (max(s["lambdas"]),)
         lines.append(f"- **{label}**: no penalty: test {base[label]['test'][0]:.2f} %, sparsity "
@@ -99,8 +99,8 @@ def run(study: common.Study) -> None:
             row = [f"{lam:g}"]
             for p in PENALTIES:
                 c = per[p]
-                row += [common.pm(c["accuracy_val"][k]), common.pm(c["accuracy_test"][k]),
-                        common.pm(c["loss_test"][k], 3), common.pm(c["sparsity"][k], 1)]
+                row += [report.pm(c["accuracy_val"][k]), report.pm(c["accuracy_test"][k]),
+                        report.pm(c["loss_test"][k], 3), report.pm(c["sparsity"][k], 1)]
             rows.append(row)
         study.table(["λ"] + [f"{p} {h}" for p in PENALTIES
                              for h in ("val acc (%)", "test acc (%)", "test loss", "sparsity (%)")],
@@ -113,24 +113,24 @@ def run(study: common.Study) -> None:
     for key, file, ylabel, what in (("accuracy", "accuracy_vs_lambda.png", "accuracy (%)", "Accuracy"),
                                     ("sparsity", "sparsity_vs_lambda.png",
                                      f"weights with |w| < {s['threshold']:g} (%)", "Near-zero weights")):
-        fig, axes = common.new_figure(11.0, 4.2, 1, len(sweeps), sharey=True)
-        with common.styled():
+        fig, axes = report.new_figure(11.0, 4.2, 1, len(sweeps), sharey=True)
+        with report.styled():
             for ax, (label, per) in zip(axes[0], data.items()):
                 for p, c in per.items():
                     pos = lambda d: {k: v for k, v in d.items() if k[0] > 0}
                     if key == "accuracy":
-                        common.errorbar_line(ax, pos(c["accuracy_test"]), f"{p} test", colors[p], "o")
-                        common.errorbar_line(ax, pos(c["accuracy_val"]), f"{p} validation", colors[p], "s",
+                        report.errorbar_line(ax, pos(c["accuracy_test"]), f"{p} test", colors[p], "o")
+                        report.errorbar_line(ax, pos(c["accuracy_val"]), f"{p} validation", colors[p], "s",
                                              "--", hollow=True)
                     else:
-                        common.errorbar_line(ax, pos(c["sparsity"]), p, colors[p], "o")
+                        report.errorbar_line(ax, pos(c["sparsity"]), p, colors[p], "o")
                 ref = base[label]["test" if key == "accuracy" else "sparsity"][0]
                 ax.axhline(ref, color="0.35", linestyle=":", linewidth=1.2,
                            label=f"no penalty{' (test)' if key == 'accuracy' else ''}: {ref:.1f}")
                 ax.set_xscale("log")
                 ax.set_xlabel("penalty strength λ (log scale)")
                 ax.set_ylabel(ylabel)
-                ax.set_title(f"{label} ({common.percent(sweeps[label].config['train_fraction'])} of the training set)\n"
+                ax.set_title(f"{label} ({report.percent(sweeps[label].config['train_fraction'])} of the training set)\n"
                              f"mean ± std over {n_seeds} seed(s)")
                 ax.legend(loc="best")
         fig.suptitle(f"{what} vs λ for L1 and L2, M1 784-8-16-10")

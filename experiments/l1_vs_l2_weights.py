@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import common
+from experiments import common, report
 
 NAME = "l1_vs_l2_weights"
 TITLE = "L1 vs L2 on M1's first-layer weights: histograms and sparsity at comparable strength"
@@ -34,9 +34,9 @@ def comparable_l2(hidden: tuple[int, ...], l1: float) -> tuple[float, float]:
     (rounded to two significant digits), and the ratio it came from."""
     import jax
 
-    from jaxmlp import models, train
+    from jaxmlp import models
 
-    variables = models.init(models.make_model("mlp", hidden), jax.random.key(0), train.INPUT_SHAPE)
+    variables = models.init(models.MLP(hidden=hidden), jax.random.key(0), (28, 28))
     kernels = [np.asarray(p["kernel"], np.float64) for p in variables["params"].values()]
     ratio = sum(np.abs(k).sum() for k in kernels) / sum(np.square(k).sum() for k in kernels)
     return float(f"{l1 * ratio:.2g}"), float(ratio)
@@ -108,8 +108,8 @@ def run(study: common.Study) -> None:
     first_layer = [np.asarray(v["params"]["Dense_0"]["kernel"]).ravel() for v in res.variables]
 
     per_member = {
-        "first": 100.0 * np.array([common.sparsity(v, th, "Dense_0") for v in res.variables]),
-        "all": 100.0 * np.array([common.sparsity(v, th) for v in res.variables]),
+        "first": 100.0 * np.array([report.sparsity(v, th, "Dense_0") for v in res.variables]),
+        "all": 100.0 * np.array([report.sparsity(v, th) for v in res.variables]),
         "zeros": 100.0 * np.array([float((w == 0).mean()) for w in first_layer]),
         "median": np.array([float(np.median(np.abs(w))) for w in first_layer]),
     }
@@ -117,14 +117,14 @@ def run(study: common.Study) -> None:
     for name, values in per_member.items():
         pooled = {}
         for k in VARIANTS:
-            pooled[k] = common.mean_std([v for v, kind in zip(values, kinds) if kind == k])
+            pooled[k] = report.mean_std([v for v, kind in zip(values, kinds) if kind == k])
         stats[name] = pooled
-    acc = common.mean_std
+    acc = report.mean_std
     test = {k: acc([100 * m["test"]["accuracy"] for m, kind in zip(res.members, kinds) if kind == k])
             for k in VARIANTS}
     lam = {"none": (0.0, 0.0), "L1": (s["l1"], 0.0), "L2": (0.0, l2), "L1+L2": (s["l1"], l2)}
-    rows = [[k, f"{lam[k][0]:g}", f"{lam[k][1]:g}", common.pm(test[k]), common.pm(stats["first"][k], 1),
-             common.pm(stats["all"][k], 1), common.pm(stats["zeros"][k], 2), common.pm(stats["median"][k], 4)]
+    rows = [[k, f"{lam[k][0]:g}", f"{lam[k][1]:g}", report.pm(test[k]), report.pm(stats["first"][k], 1),
+             report.pm(stats["all"][k], 1), report.pm(stats["zeros"][k], 2), report.pm(stats["median"][k], 4)]
             for k in VARIANTS]
     first = {k: stats["first"][k][0] for k in VARIANTS}
     study.numbers.update({"l1": s["l1"], "l2": l2, "ratio": ratio, "threshold": th,
@@ -152,8 +152,8 @@ def run(study: common.Study) -> None:
     everything = np.concatenate([first_layer[i] for i in seed0.values()])
     edge = float(np.quantile(np.abs(everything), 0.999)) or 1.0
     bins = np.linspace(-edge, edge, 81)
-    fig, axes = common.new_figure(9.0, 6.0, 2, 2, sharex=True, sharey=True)
-    with common.styled():
+    fig, axes = report.new_figure(9.0, 6.0, 2, 2, sharex=True, sharey=True)
+    with report.styled():
         for ax, k in zip(axes.flat, VARIANTS):
             w = first_layer[seed0[k]]
             ax.hist(np.clip(w, -edge, edge), bins=bins, color=colors[k], alpha=0.85)
@@ -167,9 +167,9 @@ def run(study: common.Study) -> None:
     fig.suptitle(f"First-layer weights of M1 (784×8 = {first_layer[0].size} weights), seed {s['seeds'][0]}")
     study.figure(fig, "first_layer_histograms.png", "Histograms of the first layer's weights per penalty")
 
-    fig, axes = common.new_figure(6.0, 4.0)
+    fig, axes = report.new_figure(6.0, 4.0)
     ax = axes[0, 0]
-    with common.styled():
+    with report.styled():
         grid = np.geomspace(1e-7, 1.0, 200)
         for k in VARIANTS:
             a = np.sort(np.abs(first_layer[seed0[k]]))

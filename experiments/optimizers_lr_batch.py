@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import common
+from experiments import common, report
 
 NAME = "optimizers_lr_batch"
 TITLE = "Optimizer × learning rate × batch size on 784-32(sigmoid)-10, then 784-64-32-32-10 at the best"
@@ -49,15 +49,15 @@ def run(study: common.Study) -> None:
         hidden=[s["hidden"]], activation=[s["activation"]], optimizer=s["optimizers"], lr=s["lrs"],
         batch_size=s["batch_sizes"], seed=s["seeds"], epochs=s["epochs"], train_fraction=study.fraction()))
     keys = ["optimizer", "batch_size", "lr"]
-    val = common.pooled(grid, keys, "accuracy", "val")
-    test = common.pooled(grid, keys, "accuracy", "test")
-    best = common.best_by(val)
+    val = report.pooled(grid, keys, "accuracy", "val")
+    test = report.pooled(grid, keys, "accuracy", "test")
+    best = report.best_by(val)
     opt, batch, lr = best
     deep = study.sweep("deeper", study.config(
         hidden=[s["deep_hidden"]], activation=[s["activation"]], optimizer=[opt], lr=[lr], batch_size=[batch],
         seed=s["seeds"], epochs=s["epochs"], train_fraction=study.fraction()))
-    deep_val = common.pooled(deep, [], "accuracy", "val")[()]
-    deep_test = common.pooled(deep, [], "accuracy", "test")[()]
+    deep_val = report.pooled(deep, [], "accuracy", "val")[()]
+    deep_test = report.pooled(deep, [], "accuracy", "test")[()]
 
     n = len(s["seeds"])
     study.numbers.update({"best": {"optimizer": opt, "batch_size": batch, "lr": lr,
@@ -70,18 +70,18 @@ def run(study: common.Study) -> None:
         f"sizes × {n} seed(s) in one sweep ({len(s['optimizers']) * len(s['batch_sizes'])} groups, the "
         f"learning rates vmapped in each), {s['epochs']} epochs, no early stopping. Best setting (highest "
         f"mean validation accuracy): **{opt}, lr {lr:g}, batch {batch}** — test accuracy "
-        f"{common.pm(test[best])} %. The deeper 784-{'-'.join(map(str, s['deep_hidden']))}-10 at that "
-        f"setting: test accuracy {common.pm(deep_test)} %.")
+        f"{report.pm(test[best])} %. The deeper 784-{'-'.join(map(str, s['deep_hidden']))}-10 at that "
+        f"setting: test accuracy {report.pm(deep_test)} %.")
     short = []
     for o in s["optimizers"]:
         mine = {k: v for k, v in val.items() if k[0] == o}
-        b = common.best_by(mine)
-        short.append([o, f"{b[2]:g}", str(b[1]), common.pm(val[b]), common.pm(test[b])])
+        b = report.best_by(mine)
+        short.append([o, f"{b[2]:g}", str(b[1]), report.pm(val[b]), report.pm(test[b])])
     short.append([f"deeper {'-'.join(map(str, s['deep_hidden']))} ({opt})", f"{lr:g}", str(batch),
-                  common.pm(deep_val), common.pm(deep_test)])
+                  report.pm(deep_val), report.pm(deep_test)])
     study.table(["optimizer", "best lr", "batch", "val acc (%)", "test acc (%)"], short,
                 title="Best learning rate and batch size per optimizer (chosen on validation)", show=True)
-    rows = [[o, str(b), f"{l:g}", common.pm(val[(o, b, l)]), common.pm(test[(o, b, l)])]
+    rows = [[o, str(b), f"{l:g}", report.pm(val[(o, b, l)]), report.pm(test[(o, b, l)])]
             for (o, b, l) in val]
     study.table(["optimizer", "batch", "lr", "val acc (%)", "test acc (%)"], rows,
                 title=f"Every setting (mean ± std over {n} seed(s))")
@@ -89,7 +89,7 @@ def run(study: common.Study) -> None:
     # ---- figures ----
     from jaxmlp import plots
 
-    fig, axes = common.new_figure(5.5 * len(s["batch_sizes"]), 4.4, 1, len(s["batch_sizes"]))
+    fig, axes = report.new_figure(5.5 * len(s["batch_sizes"]), 4.4, 1, len(s["batch_sizes"]))
     for ax, b in zip(axes[0], s["batch_sizes"]):
         plots.heatmap(subset(grid, batch_size=b), "lr", "optimizer", "accuracy", "test", ax=ax)
         ax.set_title(f"batch size {b}: test accuracy (%)\nmean over {n} seed(s), 784-32(sigmoid)-10, "
@@ -97,9 +97,9 @@ def run(study: common.Study) -> None:
     fig.suptitle("Test accuracy over optimizer × learning rate, one heatmap per batch size")
     study.figure(fig, "heatmaps_test_accuracy.png", "Test accuracy heatmaps (optimizer × lr), one per batch size")
 
-    fig, axes = common.new_figure(6.0, 4.0)
+    fig, axes = report.new_figure(6.0, 4.0)
     ax = axes[0, 0]
-    with common.styled():
+    with report.styled():
         shallow = [m["index"] for m in grid.members
                    if (m["hparams"]["optimizer"], m["hparams"]["batch_size"], m["hparams"]["lr"]) == best]
         for res, idx, name, color in ((grid, shallow, "784-32-10", plots.OKABE_ITO[0]),
@@ -109,7 +109,7 @@ def run(study: common.Study) -> None:
                 c = val_curve(res, i)
                 ax.plot(np.arange(1, len(c) + 1), c, color=color, alpha=0.85, label=name if j == 0 else None)
         ax.set_xlabel("epoch")
-        common.integer_epochs(ax)
+        report.integer_epochs(ax)
         ax.set_ylabel("validation accuracy (%)")
         ax.set_title(f"Shallow vs deeper at the best setting: {opt}, lr {lr:g}, batch {batch}\n"
                      f"one line per seed")

@@ -207,9 +207,13 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
         host = hosts.get({"best_epoch": st.best_epoch, "epochs_run": st.epochs_run, "active": st.active})
         for a, b, i in unit.members():
             fields[i] = {k: v[a, b] for k, v in host.items()}
+    # Every member records the same settings: those given, and the defaults every group's program reads
+    # (an Adam group's β₁ is left out of a sweep that also has an SGD group, which has none).
+    common = set.intersection(*(set(p.info.recorded) for p in prep.programs))
+    recorded = [n for n in prep.programs[0].info.recorded if n in common]
     records = []
     for g, group in enumerate(prep.groups):
-        for offset, hparams in enumerate(group.member_hparams(list(prep.programs[g].info.recorded))):
+        for offset, hparams in enumerate(group.member_hparams(recorded)):
             i = group.first_index + offset
             f = fields[i]
             epochs_run, best = int(f["epochs_run"]), int(f["best_epoch"])

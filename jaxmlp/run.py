@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from jaxmlp import checkpoint, hostdevices, hosts, results, run_dir, trained
+from jaxmlp import checkpoint, hostdevices, hosts, results, run_dir
 from jaxmlp.callbacks import Callback, call
 from jaxmlp import members as members_lib
 from jaxmlp.config import SweepConfig
@@ -154,7 +154,6 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     if keep_variables:
         res.variables = variables
     if out is not None:
-        res.config["variables_sha256"] = trained.write_variables(out, variables)
-        run_dir.write(res, out, plots)
+        run_dir.write(res, out, plots, variables)
     return res
 

@@ -9,12 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jaxmlp import results
+from jaxmlp import results, trained
 from jaxmlp.checkpoint_state import differences
 from jaxmlp.errors import UsageError
 
 # What jaxmlp writes in a run directory (besides its checkpoint folder): replaced whole on --replace.
-FILES = ("results.json", "results.csv", "history.jsonl")
+FILES = ("results.json", "results.csv", "history.jsonl", "variables.npz")
 
 
 def check(out: Path, config: dict[str, Any], replace: bool, plots: bool) -> bool:
@@ -60,15 +60,22 @@ def check_plots_dir(run_dir: Path) -> None:
                          f"'jaxmlp plot {run_dir}'")
 
 
-def write(res: results.Results, out: Path, plots: bool) -> None:
-    """Write `res` into `out` and draw its figures. When `out` refuses the results (it became unwritable,
-    the disk filled), they go to a new temporary folder that the one-line error names."""
+def _write(res: results.Results, out: Path, variables: list[Any] | None) -> None:
+    if variables is not None:   # first: results.json records the variables file's checksum
+        res.config["variables_sha256"] = trained.write_variables(out, variables)
+    res.write(out)
+
+
+def write(res: results.Results, out: Path, plots: bool, variables: list[Any] | None = None) -> None:
+    """Write `res` (and every member's final `variables`, for :func:`jaxmlp.load`) into `out` and draw its
+    figures. When `out` refuses them (it became unwritable, the disk filled), they go to a new temporary
+    folder that the one-line error names."""
     try:
-        res.write(out)
+        _write(res, out, variables)
     except OSError as e:
         try:
             kept = Path(tempfile.mkdtemp(prefix="jaxmlp-results-"))
-            res.write(kept)
+            _write(res, kept, variables)
         except OSError:
             raise UsageError(f"cannot write the results to {out} ({e.strerror or e}) nor to a temporary folder; "
                              "make --out writable and rerun the command (it resumes from the checkpoints, "

@@ -40,9 +40,9 @@ from jaxmlp.results import Results
 from jaxmlp.run import run_sweep
 
 EPOCHS = 6
-# 4 members in chunks of 2 (two units per group, so "mid-epoch" exists); lr 0.1 with seed 0 stops early
-# (patience 2), so best-epoch variables differ from the last ones.
-FLAGS = ["--hidden", "16", "--dropout", "0.3", "--seed", "0,1", "--lr", "0.03,0.3", "--epochs", str(EPOCHS),
+# 4 members in chunks of 2 (two units per group, so "mid-epoch" exists); lr 0.3 with seed 8 stops early
+# (patience 2: after epoch 3, best epoch 1), so best-epoch variables differ from the last ones.
+FLAGS = ["--hidden", "16", "--dropout", "0.3", "--seed", "8,9", "--lr", "0.03,0.3", "--epochs", str(EPOCHS),
          "--patience", "2", "--batch-size", "32", "--chunk-size", "2", "--train-fraction", "0.3",
          "--quiet", "--no-plots"]
 
@@ -357,8 +357,8 @@ def test_load_and_evaluate_member_give_the_runs_test_numbers(sub, reference, cap
     assert hparams == res.members[stopped]["hparams"]
     x = read_idx(sub.data / "t10k-images-idx3-ubyte.gz")[..., None].astype(np.float32) / 255.0
     y = read_idx(sub.data / "t10k-labels-idx1-ubyte.gz")
-    model = models.make_model("mlp", (16,))
-    logits, _ = models.apply(model, variables, x, np.float32(0.0), None, train=False)
+    model = models.MLP(hidden=(16,))
+    logits, _ = models.apply(model, variables, x, train=False)
     logp = jax.nn.log_softmax(logits)
     assert float((np.argmax(logits, -1) == y).mean()) == pytest.approx(test["accuracy"], abs=1e-6)
     assert float(-logp[np.arange(len(y)), y].mean()) == pytest.approx(test["loss"], rel=1e-5)

@@ -129,7 +129,8 @@ def test_two_processes_train_exactly_what_one_process_trains(runs):
     # process 1 printed nothing at all.
     primary, other = runs.two
     assert not (root / "two_p1").exists()
-    assert sorted(p.name for p in (root / "two").iterdir()) == ["history.jsonl", "results.csv", "results.json"]
+    assert sorted(p.name for p in (root / "two").iterdir()) == [
+        "history.jsonl", "results.csv", "results.json", "variables.npz"]
     assert (other.stdout, other.stderr) == ("", "")
     assert "sharded over 2 cpu device(s) in 2 processes" in primary.stderr
     assert "2/2" in primary.stderr   # the progress bar at its end

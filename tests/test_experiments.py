@@ -15,7 +15,7 @@ import pytest
 
 import jaxmlp
 
-from experiments import common, l1_vs_l2_weights
+from experiments import common, report, l1_vs_l2_weights
 from experiments.__main__ import main
 from jaxmlp.results import Results
 
@@ -74,17 +74,17 @@ def test_sparsity_counts_weight_matrices_only():
         "Dense_0": {"kernel": np.array([[0.0, 5e-4], [2e-3, -1e-4]]), "bias": np.zeros(2)},
         "Dense_1": {"kernel": np.array([[1.0], [-0.0009]]), "bias": np.zeros(1)},
     }}
-    assert common.sparsity(variables) == pytest.approx(4 / 6)         # biases (all zero) do not count
-    assert common.sparsity(variables, layer="Dense_0") == pytest.approx(3 / 4)
-    assert common.sparsity(variables, threshold=1e-4) == pytest.approx(1 / 6)  # strict: |-1e-4| is not below
+    assert report.sparsity(variables) == pytest.approx(4 / 6)         # biases (all zero) do not count
+    assert report.sparsity(variables, layer="Dense_0") == pytest.approx(3 / 4)
+    assert report.sparsity(variables, threshold=1e-4) == pytest.approx(1 / 6)  # strict: |-1e-4| is not below
 
 
 def test_pooling_and_best_choice_by_hand():
-    assert common.mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2.0)), 2)
-    assert common.mean_std([5.0, math.nan]) == (5.0, 0.0, 1)
-    assert common.best_by({(0.1,): (80.0, 1.0, 3), (0.2,): (82.0, 0.5, 3), (0.3,): (82.0, 0.1, 3)}) == (0.2,)
-    assert common.best_by({("a",): (1.0, 0, 1), ("b",): (0.5, 0, 1)}, higher=False) == ("b",)
-    assert common.pm((81.234, 0.5, 3)) == "81.23 ± 0.50" and common.pm((81.234, 0.0, 1)) == "81.23"
+    assert report.mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2.0)), 2)
+    assert report.mean_std([5.0, math.nan]) == (5.0, 0.0, 1)
+    assert report.best_by({(0.1,): (80.0, 1.0, 3), (0.2,): (82.0, 0.5, 3), (0.3,): (82.0, 0.1, 3)}) == (0.2,)
+    assert report.best_by({("a",): (1.0, 0, 1), ("b",): (0.5, 0, 1)}, higher=False) == ("b",)
+    assert report.pm((81.234, 0.5, 3)) == "81.23 ± 0.50" and report.pm((81.234, 0.0, 1)) == "81.23"
 
 
 def test_comparable_l2_equalises_the_penalties_at_initialisation():

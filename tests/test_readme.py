@@ -3,17 +3,20 @@
 - ``python`` blocks run as they are, one after another in one namespace, in a fresh working folder.
 - ``bash`` blocks: each ``jaxmlp ...`` line runs through the command's own entry point with
   ``--epochs 1 --train-fraction 0.02`` appended (the last value of a flag wins), and ``python -m
-  experiments...`` lines with ``--quick``; ``make``, ``pip`` and ``python3 -m venv`` lines are the set-up
-  that CI runs itself (``.ci/run`` calls ``make test``); comments and blank lines are skipped.
+  experiments...`` / ``python -m examples...`` lines with ``--quick``, in order, in one folder (a ``plot``
+  line reads the run a ``sweep`` line wrote); ``make`` lines are the set-up and tests that CI runs itself
+  (``.ci/run`` calls ``make test``); comments and blank lines are skipped.
 - ``text`` blocks are illustrations (output, multi-host commands), not run.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -45,31 +48,31 @@ def test_the_readme_has_both_kinds_of_blocks():
     assert blocks("python") and bash_commands()
 
 
-@needs_real_data
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("readme")
+
+
 def test_python_blocks_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(README.parent))
-    namespace: dict = {"__name__": "__readme__"}
+    module = types.ModuleType("readme_blocks")   # a real module: Flax modules are dataclasses, which look it up
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     for i, body in enumerate(blocks("python")):
-        exec(compile(body, f"README.md python block {i + 1}", "exec"), namespace)
+        exec(compile(body, f"README.md python block {i + 1}", "exec"), module.__dict__)
 
 
 @needs_real_data
 @pytest.mark.parametrize("argv", bash_commands(), ids=lambda a: " ".join(a)[:60])
-def test_bash_lines_run(argv, tmp_path):
+def test_bash_lines_run(argv, work):
     if argv[0] == "jaxmlp":
         cmd = [sys.executable, "-m", "jaxmlp", *argv[1:]]
         if argv[1] in ("train", "sweep"):
             cmd += SHORT
-    elif argv[:3] == ["python", "-m", "experiments"] or argv[:2] == ["python", "-m"] and argv[2].startswith("experiments"):
-        cmd = [sys.executable, *argv[1:], "--quick", "--out", str(tmp_path / "study")]
-    elif argv[:2] == ["python", "-m"]:
-        cmd = [sys.executable, *argv[1:]]
+    elif argv[:2] == ["python", "-m"] and argv[2].split(".")[0] in ("experiments", "examples"):
+        cmd = [sys.executable, *argv[1:], "--quick"]
     else:
         pytest.fail(f"README bash line {' '.join(argv)!r} is neither a jaxmlp nor a python -m command")
-    # Lines run in order in one folder (a plot line needs the sweep line before it): share it per module.
-    work = README.parent / ".readme-runs"
-    work.mkdir(exist_ok=True)
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "PYTHONPATH": str(README.parent)})
+                          env={**os.environ, "PYTHONPATH": str(README.parent)})
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -14,7 +14,6 @@ import pytest
 
 import jaxmlp
 from examples import residual_mlp as ex
-from jaxmlp import members
 from jaxmlp.errors import UsageError
 from jaxmlp.run import run_sweep
 
