@@ -176,6 +176,11 @@ def _run(args: argparse.Namespace) -> int:
                     plots=not args.no_plots, name=out.name, command=shlex.join(["jaxmlp", *args.argv]),
                     callbacks=args.callbacks)
     if hosts.is_primary():   # the others print nothing but errors
+        diverged = sum(bool(m.get("diverged")) for m in res.members)
+        if diverged == len(res.members):
+            print(f"every member diverged ({diverged} of {diverged}: a non-finite loss or parameter); "
+                  f"results in {out}/")
+            return 0
         best = res.best()
         print(f"{len(res.members)} member(s) on {', '.join(res.devices)}; best validation accuracy "
               f"{best['val']['accuracy']:.4f} (member {best['index']}, test accuracy {best['test']['accuracy']:.4f}); "

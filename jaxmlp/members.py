@@ -11,6 +11,7 @@ back through ``hosts.get``, so all processes take the same decisions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -172,10 +173,11 @@ def run_epoch(prep: Prepared, state: SweepState, on_unit: Callable[[int, int], N
         args = (st, hp, stream, prep.group_data(unit.group).pool, jnp.int32(state.epoch))
         st, metrics = prep.programs[unit.group].compiled(args)(*args)
         state.units[u] = st
-        metrics, now_active = hosts.get((metrics, st.active))
+        metrics, now_active, diverged = hosts.get((metrics, st.active, st.diverged_epoch))
         for a, b, i in unit.members():
             record["active"][i] = bool(now_active[a, b])
-            if was_active[a, b]:
+            # A member that diverged in this epoch has no numbers for it (None: valid JSON, never averaged).
+            if was_active[a, b] and diverged[a, b] != state.epoch + 1:
                 for m in METRICS:
                     record[m][i] = float(metrics[m][a, b])
     state.epoch += 1
@@ -204,7 +206,8 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
     fields = {}
     for u, unit in enumerate(prep.units):
         st = state.units[u]
-        host = hosts.get({"best_epoch": st.best_epoch, "epochs_run": st.epochs_run, "active": st.active})
+        host = hosts.get({"best_epoch": st.best_epoch, "epochs_run": st.epochs_run, "active": st.active,
+                          "diverged_epoch": st.diverged_epoch})
         for a, b, i in unit.members():
             fields[i] = {k: v[a, b] for k, v in host.items()}
     # Every member records the same settings: those given, and the defaults every group's program reads
@@ -217,14 +220,19 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
             i = group.first_index + offset
             f = fields[i]
             epochs_run, best = int(f["epochs_run"]), int(f["best_epoch"])
+            diverged = int(f["diverged_epoch"])
             used = best if prep.config.patience > 0 else epochs_run
             line = state.history[used - 1] if used >= 1 else None
+            # A member that diverged keeps the numbers of its last finite epoch, or none at all when that was
+            # its initialisation (an untrained model's numbers are not a result).
+            test = tests[i] if line else {"loss": None, "accuracy": None}
             records.append({
                 "index": i, "hparams": hparams, "best_epoch": best, "epochs_run": epochs_run,
-                "stopped_early": bool(epochs_run < prep.config.epochs and not f["active"]),
+                "stopped_early": bool(epochs_run < prep.config.epochs and not f["active"] and not diverged),
+                "diverged": bool(diverged), "diverged_epoch": diverged or None,
                 "val": {"loss": line["val_loss"][i] if line else None,
                         "accuracy": line["val_accuracy"][i] if line else None},
-                "test": tests[i],
+                "test": {k: v if v is not None and math.isfinite(v) else None for k, v in test.items()},
             })
     return records
 

@@ -42,7 +42,7 @@ class Results:
         default (choosing on test numbers would leak the test set into the choice). Members without a
         finite number (diverged, or never validated) are never chosen."""
         sign = -1 if metric == "loss" else 1
-        scored = [m for m in self.members if _finite(m.get(split, {}).get(metric))]
+        scored = [m for m in self.members if not m.get("diverged") and _finite((m.get(split) or {}).get(metric))]
         if not scored:
             raise UsageError(f"no member has a finite {split} {metric}: every member diverged or none trained")
         return max(scored, key=lambda m: sign * m[split][metric])
@@ -77,7 +77,7 @@ class Results:
         """Write results.json, results.csv and history.jsonl into `out` (atomically, file by file)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / "results.json", json.dumps(self.to_json(), indent=1))
+        _atomic_write(out / "results.json", json.dumps(_json_safe(self.to_json()), indent=1, allow_nan=False))
         _atomic_write(out / "results.csv", _csv(self.members))
         _atomic_write(out / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
         return out
@@ -106,6 +106,17 @@ class Results:
         return cls(d["config"], d["members"], history, d.get("timing", {}), d.get("versions", {}),
                    d.get("devices", []), command=d.get("command"),
                    provenance=d.get("provenance", {}))
+
+
+def _json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float as None: JSON has no NaN or Infinity (Python would write them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _finite(v: Any) -> bool:

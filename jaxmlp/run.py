@@ -40,7 +40,7 @@ def check_out_dir(out: str | os.PathLike | None) -> Path | None:
 
 def _postfix(record: dict[str, Any]) -> dict[str, str]:
     val = [v for v in record["val_accuracy"] if v is not None]
-    if len(record["val_accuracy"]) == 1 and val:
+    if len(record["val_accuracy"]) == 1 and val and record["train_loss"][0] is not None:
         return {"loss": f"{record['train_loss'][0]:.4f}", "acc": f"{record['train_accuracy'][0]:.4f}",
                 "val_loss": f"{record['val_loss'][0]:.4f}", "val_acc": f"{val[0]:.4f}"}
     return {"best_val_acc": f"{max(val):.4f}" if val else "-",

@@ -36,6 +36,7 @@ class MemberState(NamedTuple):
     bad_epochs: jax.Array
     epochs_run: jax.Array
     active: jax.Array                 # False once stopped: the state no longer changes
+    diverged_epoch: jax.Array         # 0, or the epoch whose loss or parameters became non-finite
 
 
 class Stream(NamedTuple):
@@ -82,7 +83,7 @@ def init(setup: Setup, hp: Mapping[str, Any], key: jax.Array) -> MemberState:
     variables = models.init(setup.model(hp), jax.random.fold_in(key, 0), setup.input_shape)
     opt_state = setup.tx(hp).init(variables["params"])
     return MemberState(variables, opt_state, variables, jnp.array(jnp.inf, jnp.float32), jnp.array(0, jnp.int32),
-                       jnp.array(0, jnp.int32), jnp.array(0, jnp.int32), jnp.array(True))
+                       jnp.array(0, jnp.int32), jnp.array(0, jnp.int32), jnp.array(True), jnp.array(0, jnp.int32))
 
 
 def _batch(data: dict[str, jax.Array], idx: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -206,11 +207,17 @@ def train_epoch(setup: Setup, state: MemberState, hp: Mapping[str, Any], stream:
     val = evaluate(setup, hp, variables, data, stream.val_idx)
     metrics = {"train_loss": loss_sum / n, "train_accuracy": correct_sum / n,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
-    return _early_stopping(setup, state, variables, opt_state, val["loss"]), metrics
+    return _end_of_epoch(setup, state, variables, opt_state, val["loss"], loss_sum), metrics
 
 
-def _early_stopping(setup: Setup, state: MemberState, variables, opt_state, val_loss) -> MemberState:
-    """The state after an epoch, masked: inactive members keep their old state entirely."""
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.array([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]))
+
+
+def _end_of_epoch(setup: Setup, state: MemberState, variables, opt_state, val_loss, train_loss) -> MemberState:
+    """The state after an epoch: early stopping's bookkeeping, then two masks. A member whose training or
+    validation loss or parameters became non-finite keeps its last finite state and stops, marked
+    diverged at this epoch; an inactive member keeps its old state entirely."""
     improved = val_loss < state.best_val_loss
     epochs_run = state.epochs_run + 1
     bad = jnp.where(improved, 0, state.bad_epochs + 1)
@@ -219,8 +226,11 @@ def _early_stopping(setup: Setup, state: MemberState, variables, opt_state, val_
         variables, opt_state,
         jax.tree.map(lambda a, b: jnp.where(improved, a, b), variables, state.best_variables),
         jnp.where(improved, val_loss, state.best_val_loss), jnp.where(improved, epochs_run, state.best_epoch),
-        bad, epochs_run, still)
-    return jax.tree.map(lambda a, b: jnp.where(state.active, a, b), new, state)
+        bad, epochs_run, still, state.diverged_epoch)
+    finite = jnp.isfinite(val_loss) & jnp.isfinite(train_loss) & _all_finite(variables["params"])
+    diverged = state._replace(active=jnp.array(False), diverged_epoch=epochs_run)
+    after = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, diverged)
+    return jax.tree.map(lambda a, b: jnp.where(state.active, a, b), after, state)
 
 
 def final_variables(setup: Setup, state: MemberState) -> dict[str, Any]:

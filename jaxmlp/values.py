@@ -100,6 +100,6 @@ def member_values(results: Results, metric: str = "accuracy", split: str = "test
             a, b = at(line, f"train_{metric}", i), 0.0
         else:
             a, b = (m.get(split) or {}).get(metric), 0.0
-        out.append(math.nan if a is None or b is None else float(a) - float(b))
+        out.append(math.nan if a is None or b is None or m.get("diverged") else float(a) - float(b))
     values = np.array(out, dtype=float)
     return values * 100.0 if metric.startswith("accuracy") else values

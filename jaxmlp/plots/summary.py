@@ -91,11 +91,18 @@ def metric_vs_param(results: Results, param: str, metric: str = "accuracy",
                     if artist is not None:
                         artist.set_transform(offset)
             n_lines += 1
+    # Diverged members have no number to average: drawn apart, as crosses along the bottom, and counted.
+    diverged = [to_x(key(m["hparams"].get(param))) for m in results.members if m.get("diverged")]
+    if diverged:
+        ax.plot(diverged, [0.03] * len(diverged), linestyle="none", marker="x", color="#D55E00",
+                transform=ax.get_xaxis_transform(), label="diverged", clip_on=False)
     if metric.endswith("_gap"):
         ax.axhline(0.0, color="0.4", linewidth=0.8, zorder=0)
     ax.set_ylabel(METRIC_LABEL[metric])
     note = interval_note(results, over, [ci for by_hue in per_split.values() for rows in by_hue.values()
                                          for _, ci in rows])
+    if diverged:
+        note = (note + "; " if note else "") + f"{len(diverged)} diverged member(s) left out (× at the bottom)"
     title = f"{METRIC_TITLE[metric]} vs {PARAM_TITLE.get(param, param)}"
     ax.set_title(f"{title}\n{context(results)}" + (f"\n{note}" if note else ""))
     if n_lines > 1:
