@@ -157,13 +157,17 @@ def benchmarks(results: Path) -> str:
 
 
 def bars(run_dirs: list[Path]) -> str:
-    """One row per run directory: its command, members, best member's test accuracy, timing."""
-    rows = ["| command | members | best test accuracy | train s | devices |", "|---|---|---|---|---|"]
+    """One row per run directory: its command, members, compiled programs, the member best on validation
+    (its validation and test accuracy), training time, devices."""
+    rows = ["| command | members | compiled epochs | best member: val / test accuracy | train s | devices |",
+            "|---|---|---|---|---|---|"]
     for d in run_dirs:
         r = json.loads((d / "results.json").read_text())
-        best = max(r["members"], key=lambda m: m["test"]["accuracy"])
-        command = r.get("command", "(not from the jaxmlp command)")
-        rows.append(f"| `{command}` | {len(r['members'])} | {best['test']['accuracy']:.4f} | "
+        scored = [m for m in r["members"] if not m.get("diverged") and (m["val"] or {}).get("accuracy") is not None]
+        best = max(scored, key=lambda m: m["val"]["accuracy"])
+        command = r.get("command", "(not recorded)")
+        rows.append(f"| `{command}` | {len(r['members'])} | {r['timing'].get('compiled_epochs', '–')} | "
+                    f"{best['val']['accuracy']:.4f} / {best['test']['accuracy']:.4f} | "
                     f"{r['timing']['train_s']:.1f} | {len(r['devices'])} × {r['devices'][0].split(':')[0]} |")
     return "\n".join(rows) + "\n"
 
@@ -180,10 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=ROOT / "runs")
     p.add_argument("--bars", type=Path, nargs="*", default=[], help="run directories of the bar commands")
     p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--sections", default="gallery,benchmarks",
+                   help="README sections to rewrite besides the bars (default: gallery,benchmarks)")
     args = p.parse_args(argv)
     text = args.readme.read_text()
-    text = replace_section(text, "gallery", gallery(args.runs))
-    text = replace_section(text, "benchmarks", benchmarks(ROOT / "benchmarks" / "results"))
+    sections = {s for s in args.sections.split(",") if s}
+    if "gallery" in sections:
+        text = replace_section(text, "gallery", gallery(args.runs))
+    if "benchmarks" in sections:
+        text = replace_section(text, "benchmarks", benchmarks(ROOT / "benchmarks" / "results"))
     if args.bars:
         text = replace_section(text, "bars", bars(args.bars))
     args.readme.write_text(text)

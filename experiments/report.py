@@ -15,7 +15,6 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from experiments.common import Study
     from jaxmlp.results import Results
 
 
@@ -218,8 +217,9 @@ def environment() -> dict[str, str]:
             "device": device, "python": platform.python_version()}
 
 
-def write_summary(study: "Study", wall_s: float) -> None:
+def write_summary(study: Any, wall_s: float) -> None:
     """``summary.md`` (results, figures, settings, versions, device) and ``summary.json`` (the numbers)."""
+    # `study`: an experiments.common.Study (not imported here: common imports this module).
     env = environment()
     mode = "quick (`--quick`: a smoke test, not the study's result)" if study.opts.quick else "full"
     first = study.sweeps[0].results if study.sweeps else None

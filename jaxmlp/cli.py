@@ -49,6 +49,12 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--seed", default="0", help="random seed: initialisation, minibatch order, dropout" + many)
     if sweep:
         p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (shorthand for --seed 0:N-1:N)")
+        p.add_argument("--sample", type=int, metavar="N",
+                       help="N points drawn over the ranges low:high given to hyperparameter flags (log axes "
+                            "as the table says), instead of a grid; one N-member job")
+        p.add_argument("--sampler", default="random", choices=("random", "sobol", "halton"),
+                       help="how --sample draws its points (default random; sobol/halton: quasi-random)")
+        p.add_argument("--sample-seed", type=int, default=0, help="seed of the --sample draws (default 0)")
     if sweep:
         p.add_argument("--folds", type=int, default=0, help="K-fold cross-validation as one more axis")
     p.add_argument("--epochs", type=int, default=10)
@@ -122,8 +128,15 @@ def config_from_args(args: argparse.Namespace):
                              "'jaxmlp train' takes one: use 'jaxmlp sweep' for several")
         return values
 
-    swept = {h.name: one_or_many(h.name, text, parse_values(text, h.name))
-             for h in hparams.TABLE.values() if (text := getattr(args, f"hp_{h.name}")) is not None}
+    given = {h.name: text for h in hparams.TABLE.values() if (text := getattr(args, f"hp_{h.name}")) is not None}
+    points = None
+    if getattr(args, "sample", None) is not None:
+        from jaxmlp.search import sample
+
+        space = {n: _bounds(n, t) for n, t in given.items() if t.count(":") == 1}
+        points = sample(space, args.sample, args.sampler, args.sample_seed)
+        given = {n: t for n, t in given.items() if n not in space}
+    swept = {n: one_or_many(n, text, parse_values(text, n)) for n, text in given.items()}
     seeds = one_or_many("seed", args.seed, parse_values(args.seed, "seed", int))
     if getattr(args, "seeds", None) is not None:
         if args.seed != "0":
@@ -152,8 +165,18 @@ def config_from_args(args: argparse.Namespace):
         batch_size=[_int(b, "batch-size") for b in listed(args.batch_size, "batch-size")],
         folds=getattr(args, "folds", 0), epochs=args.epochs, patience=args.patience, lr_schedule=args.lr_schedule,
         val_fraction=args.val_fraction, train_fraction=args.train_fraction, data_seed=args.data_seed,
-        data_dir=args.data_dir, chunk_size=args.chunk_size, devices=args.devices, seed=seeds, hparams=swept)
+        data_dir=args.data_dir, chunk_size=args.chunk_size, devices=args.devices, seed=seeds, hparams=swept,
+        points=points)
     return config.validate()
+
+
+def _bounds(name: str, text: str) -> tuple[float, float]:
+    """``low:high`` of a hyperparameter flag under ``--sample``."""
+    try:
+        low, high = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--{name.replace('_', '-')} {text!r}: under --sample a range is low:high") from None
+    return low, high
 
 
 def _run(args: argparse.Namespace) -> int:
