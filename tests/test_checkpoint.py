@@ -434,13 +434,13 @@ def test_22_member_sweep_killed_anywhere_resumes_exactly(sub, tmp_path_factory, 
 
 @pytest.mark.slow
 def test_killed_during_a_save_that_then_fails_verification_resumes_exactly(sub, reference, tmp_path):
-    """SIGKILL right after epoch 4's checkpoint was renamed into place, its array damaged (data that never
-    reached the disk): the rerun finds it fails verification, says so in one warning line, resumes from
+    """SIGKILL right after epoch 4's checkpoint was saved, its array then damaged (data that never reached
+    the disk): the rerun finds it fails verification, says so in one warning line, resumes from
     epoch 3 and ends exactly like the uninterrupted run."""
     out, ckpt = tmp_path / "run", tmp_path / "ckpt"
     args = sweep_args(sub, out, ckpt)
     run_killed(sub, args, "torn:4", tmp_path / "killed.log", tmp_path / "marker")
-    assert complete_steps(ckpt) == [2, 3, 4]   # killed before Orbax deleted the oldest
+    assert complete_steps(ckpt) == [3, 4]      # the save was complete (the oldest deleted), then damaged
     proc = run(sub, args, log=tmp_path / "resumed.log")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
