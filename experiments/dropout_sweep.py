@@ -75,16 +75,16 @@ def run(study: common.Study) -> None:
                           "best_val_accuracy": val[(best,)][0], "best_test_accuracy": test[(best,)][0],
                           "test_accuracy_by_rate": {r: test[(r,)][0] for (r,) in test}}
         summary_rows.append([label, report.percent(sweeps[label].config["train_fraction"]), f"{best:g}",
-                             report.pm(val[(best,)]), report.pm(test[(best,)]),
-                             f"{lo[0]:g}: {report.pm(test[lo])}", f"{hi[0]:g}: {report.pm(test[hi])}"])
+                             report.pm_ci(val[(best,)]), report.pm_ci(test[(best,)]),
+                             f"{lo[0]:g}: {report.pm_ci(test[lo])}", f"{hi[0]:g}: {report.pm_ci(test[hi])}"])
     study.numbers.update(numbers)
     n_seeds = len(s["seeds"])
     comparisons, comparison_blocks = _comparisons(study, sweeps, n_seeds)
     study.text(
         f"{len(s['dropout'])} dropout rates × {n_seeds} seeds on each training set, every member trained at "
         f"once in one vmapped sweep per training set. The **best rate** is the one with the highest mean "
-        f"validation accuracy over the seeds; its test accuracy is reported alongside (mean ± std over "
-        f"{n_seeds} seeds, in %). Which rates are **not significantly worse than the best** on test accuracy "
+        f"validation accuracy over the seeds; its test accuracy is reported alongside (mean and 95 % t "
+        f"interval over {n_seeds} seeds, in %). Which rates are **not significantly worse than the best** on test accuracy "
         f"comes from paired t tests over the {n_seeds} seeds, Holm-corrected (`jaxmlp compare RUN --by "
         f"dropout` prints the same). Training accuracy is measured during each epoch with dropout active, "
         "so the train − validation gap can be negative at high rates.")

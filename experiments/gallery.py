@@ -30,8 +30,13 @@ def _pct(x: float) -> str:
 
 def _dropout(n: dict) -> str:
     f, s = n["full"], n["subset"]
-    return (f"best rate {f['best_rate']:g} on the full set: test {_pct(f['best_test_accuracy'])}; on the 5 % "
-            f"subset best rate {s['best_rate']:g}: {_pct(s['best_test_accuracy'])} (mean of 3 seeds)")
+    same = n.get("not_worse_than_best", {})
+    seeds = same.get("full", {}).get("seeds", 3)
+    line = (f"best rate {f['best_rate']:g} on the full set: test {_pct(f['best_test_accuracy'])}; on the 5 % "
+            f"subset best rate {s['best_rate']:g}: {_pct(s['best_test_accuracy'])} (mean of {seeds} seeds)")
+    if same:
+        line += f". Full set: {same['full']['statement']}; subset: {same['subset']['statement']}"
+    return line
 
 
 def _lambda(n: dict) -> str:
@@ -98,14 +103,22 @@ STUDIES: dict[str, tuple[str, Callable[[dict], str]]] = {
 }
 
 
-def gallery(runs: Path) -> str:
-    """Markdown for every study with a full-settings summary under `runs` (figures copied to gallery/)."""
+def _existing_entry(readme: str, study: str) -> str | None:
+    """The README's current gallery entry of `study` (from an earlier run), or None."""
+    found = re.search(rf"^### {study}: .*?(?=^### |<!-- gallery:end -->)", readme, re.S | re.M)
+    return found.group(0).rstrip() + "\n" if found else None
+
+
+def gallery(runs: Path, readme: str = "") -> str:
+    """Markdown for every study with a full-settings summary under `runs` (figures copied to gallery/);
+    a study not run there keeps its entry in `readme` (the README's text), if it has one."""
     GALLERY.mkdir(exist_ok=True)
     parts = []
     for study, (figure, headline) in STUDIES.items():
         path = runs / study / "summary.json"
         if not path.is_file():
-            parts.append(f"### {study}\n\nNot run yet with full settings: `python -m experiments.{study}`.\n")
+            kept = _existing_entry(readme, study)
+            parts.append(kept or f"### {study}\n\nNot run yet with full settings: `python -m experiments.{study}`.\n")
             continue
         s = json.loads(path.read_text())
         pngs = [figure] if (runs / study / figure).is_file() else sorted(p.name for p in (runs / study).glob("*.png"))
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     text = args.readme.read_text()
     sections = {s for s in args.sections.split(",") if s}
     if "gallery" in sections:
-        text = replace_section(text, "gallery", gallery(args.runs))
+        text = replace_section(text, "gallery", gallery(args.runs, text))
     if "benchmarks" in sections:
         text = replace_section(text, "benchmarks", benchmarks(ROOT / "benchmarks" / "results"))
     if args.bars:

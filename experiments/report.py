@@ -117,6 +117,64 @@ def best_by(stats: dict[tuple, tuple[float, float, int]], higher: bool = True) -
     return max(finite, key=lambda k: sign * finite[k][0])
 
 
+# ---- which values are not significantly worse than the best ------------------------------------------
+
+def relabel(runs: Sequence["Results"], name: str, label: Any, keep: Sequence[str] = ("seed", "fold")) -> "Results":
+    """The members of `runs` (one or several sweeps) as one Results whose settings are only `keep` (those
+    a member has) and the setting `name` = ``label(hparams)``: combinations of settings, or members of
+    different sweeps, become the values of one setting that :func:`not_worse` compares, paired on `keep`.
+    Only the members' own numbers (val/test) stay meaningful: history indices are those of each sweep."""
+    from jaxmlp.results import Results
+
+    members = [{**m, "hparams": {name: label(m["hparams"]),
+                                 **{k: m["hparams"][k] for k in keep if k in m["hparams"]}}}
+               for res in runs for m in res.members]
+    first = runs[0]
+    return Results(first.config, members, first.history, first.timing, first.versions, first.devices)
+
+
+def not_worse(results: "Results", by: str, *, where: dict[str, Any] | None = None, metric: str = "accuracy",
+              split: str = "test", power_diff: float | None = None) -> dict[str, Any]:
+    """Which values of `by` are not significantly worse than the best on `metric` at `split`, paired over
+    the seeds (and folds) of :mod:`jaxmlp.compare`, Holm-corrected: {"best", "values", "seeds",
+    "statement", "power", "table"}. With one seed there is no interval and no test: the statement says
+    so, "values" is None and "best" is only the highest mean."""
+    from jaxmlp.compare import comparison, format_comparison, power_text, sentence
+    from jaxmlp.values import fmt, is_number
+
+    members = [m for m in results.members
+               if not where or all(m["hparams"].get(k) == w for k, w in where.items())]
+    seeds = len({m["hparams"].get("seed") for m in members})
+    comp = comparison(results, by, metric=metric, split=split, where=where)
+    out: dict[str, Any] = {"best": comp.reference, "seeds": seeds, "table": format_comparison(comp)}
+    if seeds < 2:
+        return {**out, "values": None, "power": "",
+                "statement": f"one seed: no interval and no test, so which values are not significantly worse "
+                             f"than the highest mean ({fmt(comp.reference)}) is not known (that needs 2 or "
+                             "more seeds)"}
+    kept = comp.not_worse()
+    statement = sentence(comp)
+    if not all(is_number(r["value"]) for r in comp.rows):
+        # sentence() joins neighbouring values into ranges, which means nothing for names: list them.
+        how = statement[statement.rindex(" ("):]
+        rest = [fmt(v) for v in kept if v != comp.reference]
+        statement = (f"not significantly worse than the best ({fmt(comp.reference)}): "
+                     f"{', '.join(rest) if rest else 'no other value'}{how}")
+    return {**out, "values": kept, "statement": statement,
+            "power": power_text(comp, power_diff) if power_diff is not None else ""}
+
+
+def record_not_worse(study: Any, key: str, found: dict[str, Any], what: str) -> str:
+    """Put a :func:`not_worse` result into ``study.numbers["not_worse_than_best"][key]`` (without its
+    table), its table and power estimate into the summary and its statement into the printed output;
+    returns the statement. `what` names the comparison in the summary."""
+    study.numbers.setdefault("not_worse_than_best", {})[key] = {k: v for k, v in found.items() if k != "table"}
+    power = f"; {found['power']}" if found["power"] else ""
+    study.text(f"**{what}**{power}.\n\n```\n{found['table']}\n```")
+    study.printed.append(f"{key}: {found['statement']}.")
+    return found["statement"]
+
+
 def sparsity(variables: dict[str, Any], threshold: float = 1e-3, layer: str | None = None) -> float:
     """Fraction of weight-matrix entries with ``|w| < threshold`` (kernels only, never biases or
     batch-norm scales), over every layer or only the parameter module `layer` (e.g. ``"Dense_0"``)."""

@@ -131,11 +131,18 @@ def _pandas() -> Any:
     return pandas
 
 
+def _python_call() -> str:
+    """How this Python process was started: ``python -m module args`` or ``python script args``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = ["-m", spec.name] if spec is not None and spec.name != "__main__" else sys.argv[:1]
+    return "python " + " ".join([*head, *sys.argv[1:]]).strip()
+
+
 def provenance(command: str | None = None) -> dict[str, Any]:
     """Where a run comes from: its call, the Python, platform and XLA settings, jax's backend."""
     import jax
 
-    return {"command": command or "python " + " ".join(sys.argv), "python": platform.python_version(),
+    return {"command": command or _python_call(), "python": platform.python_version(),
             "platform": platform.platform(), "machine": platform.machine(),
             "backend": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "cwd": os.getcwd()}
