@@ -39,39 +39,53 @@ def _dropout(n: dict) -> str:
     return line
 
 
+def _same(n: dict, *keys: str) -> str:
+    """"; <statement>" of each of ``n["not_worse_than_best"][key]`` that the summary has (older ones lack it),
+    led by its key where there are several."""
+    same = n.get("not_worse_than_best", {})
+    return "".join(f"; {k + ': ' if len(keys) > 1 else ''}{same[k]['statement']}" for k in keys if k in same)
+
+
 def _lambda(n: dict) -> str:
     f = n["full"]
     return (f"full set, no penalty: test {_pct(f['baseline_test_accuracy'])}; best L1 λ "
             f"{f['L1']['best_lambda']:g}: {_pct(f['L1']['best_test_accuracy'])}; best L2 λ "
-            f"{f['L2']['best_lambda']:g}: {_pct(f['L2']['best_test_accuracy'])}")
+            f"{f['L2']['best_lambda']:g}: {_pct(f['L2']['best_test_accuracy'])}" + _same(n, "full L1", "full L2"))
 
 
 def _weights(n: dict) -> str:
     s = n["first_layer_sparsity"]
+    gap = f"; {n['l1_minus_l2_sparsity']['statement']}" if "l1_minus_l2_sparsity" in n else ""
     return (f"first-layer weights with |w| < {n['threshold']:g}: L1 {_pct(s['L1'])}, L2 "
-            f"{_pct(s['L2'])}, none {_pct(s['none'])}: {n['sparser']} is sparser")
+            f"{_pct(s['L2'])}, none {_pct(s['none'])}: {n['sparser']} is sparser{gap}" + _same(n, "penalty"))
 
 
 def _kfold(n: dict) -> str:
-    return (f"5-fold cross-validation accuracy {n['cv_mean']:.2f} ± {n['cv_std']:.2f} %; the model retrained "
-            f"on all training data: test {_pct(n['retrained_test_accuracy'])}")
+    spread = (f"{n['cv_mean']:.2f} % [{n['cv_ci'][0]:.2f}, {n['cv_ci'][1]:.2f}] (95 % CI, Nadeau-Bengio "
+              f"corrected for {n['folds']} folds, one seed)" if "cv_ci" in n
+              else f"{n['cv_mean']:.2f} ± {n['cv_std']:.2f} %")
+    return (f"5-fold cross-validation accuracy {spread}; the model retrained on all training data: test "
+            f"{_pct(n['retrained_test_accuracy'])} (one model, no interval)")
 
 
 def _optimizers(n: dict) -> str:
     b, d = n["best"], n["deeper"]
+    gap = f"; {d['vs_shallow']['statement']}" if "vs_shallow" in d else ""
     return (f"best {b['optimizer']}, lr {b['lr']:g}, batch {b['batch_size']}: test {_pct(b['test_accuracy'])}; "
-            f"the deeper 784-{'-'.join(map(str, d['hidden']))}-10 with it: {_pct(d['test_accuracy'])}")
+            f"the deeper 784-{'-'.join(map(str, d['hidden']))}-10 with it: {_pct(d['test_accuracy'])}{gap}"
+            + _same(n, "setting"))
 
 
 def _cnn(n: dict) -> str:
     return (f"best CNN: test {_pct(n['best_cnn_test_accuracy'])} (target {n['target']:g} %); best MLP "
-            f"784-512-64-10 on the same epochs: {_pct(n['best_mlp_test_accuracy'])}")
+            f"784-512-64-10 on the same epochs: {_pct(n['best_mlp_test_accuracy'])}" + _same(n, "model"))
 
 
 def _depth(n: dict) -> str:
-    arch, best = max(n.items(), key=lambda kv: kv[1]["best_test_accuracy"])
+    archs = {k: v for k, v in n.items() if isinstance(v, dict) and "best_test_accuracy" in v}
+    arch, best = max(archs.items(), key=lambda kv: kv[1]["best_test_accuracy"])
     return (f"best {arch} with {best['best_regulariser']} (lr {best['best_lr']:g}): test "
-            f"{_pct(best['best_test_accuracy'])}, plain {_pct(best['plain_test_accuracy'])}")
+            f"{_pct(best['best_test_accuracy'])}, plain {_pct(best['plain_test_accuracy'])}" + _same(n, arch))
 
 
 def _generic(n: dict) -> str:

@@ -5,6 +5,11 @@
 the program) and the learning rates are vmapped inside it (each member's lr lives in its optimizer
 state). The best setting (highest mean validation accuracy over seeds) then trains the deeper
 784-64-32-32-10.
+
+Members that share a seed share initialisation and minibatch order, so the 24 settings are compared
+paired over seeds (:mod:`jaxmlp.compare`, Holm-corrected over 23 comparisons), as are the deeper and the
+shallow net at the best setting. With three seeds (the full settings) only large differences show; the
+summary estimates, from the run's own paired spread, how many seeds a 1-point difference needs.
 """
 
 from __future__ import annotations
@@ -26,7 +31,21 @@ FULL = {
     "lrs": [1e-3, 1e-2, 1e-1], "batch_sizes": [128, 256], "seeds": [0, 1, 2], "epochs": 20,
     "deep_hidden": (64, 32, 32),
 }
-QUICK = {"optimizers": ["sgd", "adam"], "seeds": [0], "epochs": 2}
+QUICK = {"optimizers": ["sgd", "adam"], "seeds": [0, 1], "epochs": 2}
+POWER_DIFF = 1.0   # accuracy points: the difference whose detection the summary's power estimate is about
+
+
+def setting(hp: dict[str, Any]) -> str:
+    """A member's optimizer, batch size and lr as one value (what the comparison ranks)."""
+    return f"{hp['optimizer']}/{hp['batch_size']}/{hp['lr']:g}"
+
+
+def deeper_gain(grid: Any, deep: Any, best: tuple) -> dict[str, Any]:
+    """Deeper minus shallow test accuracy at the best setting (points), paired over seeds."""
+    shallow = {m["hparams"]["seed"]: 100 * m["test"]["accuracy"] for m in grid.members
+               if (m["hparams"]["optimizer"], m["hparams"]["batch_size"], m["hparams"]["lr"]) == best}
+    deeper = {m["hparams"]["seed"]: 100 * m["test"]["accuracy"] for m in deep.members}
+    return report.paired_difference(deeper, shallow, "deeper − shallow test accuracy")
 
 
 def subset(res: Any, **where: Any) -> Any:
@@ -60,31 +79,36 @@ def run(study: common.Study) -> None:
     deep_test = report.pooled(deep, [], "accuracy", "test")[()]
 
     n = len(s["seeds"])
+    same = report.not_worse(report.relabel([grid], "setting", setting), "setting", power_diff=POWER_DIFF)
     study.numbers.update({"best": {"optimizer": opt, "batch_size": batch, "lr": lr,
                                    "val_accuracy": val[best][0], "test_accuracy": test[best][0]},
                           "deeper": {"hidden": list(s["deep_hidden"]), "val_accuracy": deep_val[0],
-                                     "test_accuracy": deep_test[0]},
+                                     "test_accuracy": deep_test[0], "vs_shallow": deeper_gain(grid, deep, best)},
                           "test_accuracy": {f"{o}/{b}/{l:g}": v[0] for (o, b, l), v in test.items()}})
     study.text(
         f"{len(s['optimizers'])} optimizers × {len(s['lrs'])} learning rates × {len(s['batch_sizes'])} batch "
         f"sizes × {n} seed(s) in one sweep ({len(s['optimizers']) * len(s['batch_sizes'])} groups, the "
         f"learning rates vmapped in each), {s['epochs']} epochs, no early stopping. Best setting (highest "
         f"mean validation accuracy): **{opt}, lr {lr:g}, batch {batch}** — test accuracy "
-        f"{report.pm(test[best])} %. The deeper 784-{'-'.join(map(str, s['deep_hidden']))}-10 at that "
-        f"setting: test accuracy {report.pm(deep_test)} %.")
+        f"{report.pm_ci(test[best])} %. The deeper 784-{'-'.join(map(str, s['deep_hidden']))}-10 at that "
+        f"setting: test accuracy {report.pm_ci(deep_test)} %; "
+        f"{study.numbers['deeper']['vs_shallow']['statement']}. Accuracies: mean and 95 % t interval over "
+        f"{n} seed(s). On test accuracy, {same['statement']}.")
+    report.record_not_worse(study, "setting", same, "Every optimizer/batch/lr against the best on test accuracy")
     short = []
     for o in s["optimizers"]:
         mine = {k: v for k, v in val.items() if k[0] == o}
         b = report.best_by(mine)
-        short.append([o, f"{b[2]:g}", str(b[1]), report.pm(val[b]), report.pm(test[b])])
+        short.append([o, f"{b[2]:g}", str(b[1]), report.pm_ci(val[b]), report.pm_ci(test[b])])
     short.append([f"deeper {'-'.join(map(str, s['deep_hidden']))} ({opt})", f"{lr:g}", str(batch),
-                  report.pm(deep_val), report.pm(deep_test)])
+                  report.pm_ci(deep_val), report.pm_ci(deep_test)])
     study.table(["optimizer", "best lr", "batch", "val acc (%)", "test acc (%)"], short,
-                title="Best learning rate and batch size per optimizer (chosen on validation)", show=True)
-    rows = [[o, str(b), f"{l:g}", report.pm(val[(o, b, l)]), report.pm(test[(o, b, l)])]
+                title=f"Best learning rate and batch size per optimizer (chosen on validation; mean [95 % CI] "
+                      f"over {n} seed(s))", show=True)
+    rows = [[o, str(b), f"{l:g}", report.pm_ci(val[(o, b, l)]), report.pm_ci(test[(o, b, l)])]
             for (o, b, l) in val]
     study.table(["optimizer", "batch", "lr", "val acc (%)", "test acc (%)"], rows,
-                title=f"Every setting (mean ± std over {n} seed(s))")
+                title=f"Every setting (mean [95 % CI] over {n} seed(s))")
 
     # ---- figures ----
     from jaxmlp import plots

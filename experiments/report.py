@@ -150,8 +150,8 @@ def not_worse(results: "Results", by: str, *, where: dict[str, Any] | None = Non
     if seeds < 2:
         return {**out, "values": None, "power": "",
                 "statement": f"one seed: no interval and no test, so which values are not significantly worse "
-                             f"than the highest mean ({fmt(comp.reference)}) is not known (that needs 2 or "
-                             "more seeds)"}
+                             f"than the one with the highest {split} {metric} ({fmt(comp.reference)}) is not "
+                             "known (that needs 2 or more seeds)"}
     kept = comp.not_worse()
     statement = sentence(comp)
     if not all(is_number(r["value"]) for r in comp.rows):
@@ -164,13 +164,32 @@ def not_worse(results: "Results", by: str, *, where: dict[str, Any] | None = Non
             "power": power_text(comp, power_diff) if power_diff is not None else ""}
 
 
+def paired_difference(a: dict[Any, float], b: dict[Any, float], what: str, digits: int = 2) -> dict[str, Any]:
+    """``a - b`` over the seeds both have ({seed: number}), paired (:func:`jaxmlp.stats.paired`): {"diff",
+    "low", "high", "p", "seeds", "statement"}; with one seed the statement says there is no interval."""
+    from jaxmlp import stats
+
+    seeds = sorted(set(a) & set(b))
+    d = stats.paired([a[x] for x in seeds], [b[x] for x in seeds])
+    text = f"{what} {d.diff:+.{digits}f} points"
+    if d.n < 2:
+        text += f" over {d.n} seed (one seed: no interval and no test)"
+    else:
+        text += (f", 95 % interval {d.low:+.{digits}f} to {d.high:+.{digits}f} (paired t over {d.n} seeds, "
+                 f"p = {d.p:.2g})")
+    return {"diff": d.diff, "low": d.low, "high": d.high, "p": d.p, "seeds": d.n, "statement": text}
+
+
 def record_not_worse(study: Any, key: str, found: dict[str, Any], what: str) -> str:
     """Put a :func:`not_worse` result into ``study.numbers["not_worse_than_best"][key]`` (without its
     table), its table and power estimate into the summary and its statement into the printed output;
     returns the statement. `what` names the comparison in the summary."""
     study.numbers.setdefault("not_worse_than_best", {})[key] = {k: v for k, v in found.items() if k != "table"}
-    power = f"; {found['power']}" if found["power"] else ""
-    study.text(f"**{what}**{power}.\n\n```\n{found['table']}\n```")
+    if found["values"] is None:   # one seed: the table would only repeat the means
+        study.text(f"**{what}**: {found['statement']}.")
+    else:
+        power = f"; {found['power']}" if found["power"] else ""
+        study.text(f"**{what}**{power}.\n\n```\n{found['table']}\n```")
     study.printed.append(f"{key}: {found['statement']}.")
     return found["statement"]
 

@@ -87,6 +87,45 @@ def test_pooling_and_best_choice_by_hand():
     assert report.pm((81.234, 0.5, 3)) == "81.23 ± 0.50" and report.pm((81.234, 0.0, 1)) == "81.23"
 
 
+def _members(accuracy: dict[tuple, float]) -> Results:
+    """A Results whose members have settings (opt, lr, seed) and the given test accuracies (in %)."""
+    members = [{"index": i, "hparams": {"opt": o, "lr": lr, "seed": seed},
+                "test": {"accuracy": a / 100, "loss": 1.0}, "val": {"accuracy": a / 100, "loss": 1.0},
+                "epochs_run": 1, "best_epoch": 1}
+               for i, ((o, lr, seed), a) in enumerate(accuracy.items())]
+    return Results({}, members)
+
+
+def test_not_worse_pairs_relabelled_settings_over_seeds_and_lists_them():
+    # adam/0.1 is best; sgd/0.1 trails it by 0.1 points on average, ± 0.4 (not worse); sgd/0.01 by ~10.
+    noise = {0: 0.0, 1: 3.0, 2: -2.0, 3: 1.0}
+    jitter = {0: 0.3, 1: -0.5, 2: 0.2, 3: -0.4}
+    acc = {}
+    for seed, e in noise.items():
+        acc[("adam", 0.1, seed)] = 80 + e
+        acc[("sgd", 0.1, seed)] = 80 + e + jitter[seed]
+        acc[("sgd", 0.01, seed)] = 70 + e + 0.2 * seed
+    merged = report.relabel([_members(acc)], "setting", lambda hp: f"{hp['opt']}/{hp['lr']:g}")
+    assert all(set(m["hparams"]) == {"setting", "seed"} for m in merged.members)
+    found = report.not_worse(merged, "setting", power_diff=1.0)
+    assert found["best"] == "adam/0.1" and found["values"] == ["adam/0.1", "sgd/0.1"] and found["seeds"] == 4
+    assert found["statement"].startswith("not significantly worse than the best (adam/0.1): sgd/0.1 (paired over 4 seeds")
+    assert "Holm" in found["table"] and "seed(s) for one comparison" in found["power"]
+
+
+def test_not_worse_with_one_seed_says_no_test_is_possible():
+    found = report.not_worse(_members({("a", 0.1, 0): 80.0, ("a", 0.01, 0): 70.0}), "lr", where={"opt": "a"})
+    assert found["values"] is None and found["best"] == 0.1
+    assert found["statement"].startswith("one seed: no interval and no test")
+
+
+def test_paired_difference_over_the_seeds_both_have():
+    d = report.paired_difference({0: 5.0, 1: 6.0, 2: 7.0, 9: 0.0}, {0: 1.0, 1: 1.0, 2: 2.0}, "a − b")
+    assert d["seeds"] == 3 and d["diff"] == pytest.approx(14 / 3)
+    assert d["low"] < d["diff"] < d["high"] and d["statement"].startswith("a − b +4.67 points, 95 % interval")
+    assert "one seed: no interval" in report.paired_difference({0: 1.0}, {0: 0.0}, "a − b")["statement"]
+
+
 def test_comparable_l2_equalises_the_penalties_at_initialisation():
     # Flax initialises Dense kernels with variance 1/fan_in, so Σ|w|/Σw² ≈ Σ n·σ·√(2/π) / Σ n·σ².
     sizes = [(784, 8), (8, 16), (16, 10)]
@@ -146,8 +185,9 @@ def test_l1_vs_l2_weights_quick_states_the_measured_sparser_penalty(synthetic_di
     doc = json.loads((out / "summary.json").read_text())
     numbers = doc["numbers"]
     res = Results.read(out / "sweep")
-    assert sorted((m["hparams"]["l1"], m["hparams"]["l2"]) for m in res.members) == \
-        sorted((a, b) for a in (0.0, numbers["l1"]) for b in (0.0, numbers["l2"]))
+    assert sorted((m["hparams"]["l1"], m["hparams"]["l2"], m["hparams"]["seed"]) for m in res.members) == \
+        sorted((a, b, seed) for a in (0.0, numbers["l1"]) for b in (0.0, numbers["l2"]) for seed in (0, 1))
+    assert numbers["l1_minus_l2_sparsity"]["seeds"] == 2   # quick: 2 seeds, so the paired interval exists
     first = numbers["first_layer_sparsity"]
     summary = (out / "summary.md").read_text()
     assert f"L1 left {first['L1']:.1f} % of the first layer's weights" in summary
