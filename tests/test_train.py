@@ -281,21 +281,47 @@ def test_early_stopping_mask_on_a_given_sequence_of_val_losses():
     """Patience 2 on val losses 3, 2, 2.5, 1.9, 2.0, 2.1 | 2.2, 1.0: best epoch 4, stops after epoch 6,
     and nothing changes afterwards (even when a later loss would have been a new best)."""
     setup = mlp_setup(patience=2)
-    state = train.MemberState({"w": jnp.float32(0)}, jnp.float32(0), {"w": jnp.float32(0)}, jnp.float32(jnp.inf),
-                              jnp.int32(0), jnp.int32(0), jnp.int32(0), jnp.array(True))
-    step = jax.jit(partial(train._early_stopping, setup))
+    state = fresh_state()
+    step = jax.jit(partial(train._end_of_epoch, setup))
     seen = []
     for epoch, loss in enumerate([3.0, 2.0, 2.5, 1.9, 2.0, 2.1, 2.2, 1.0], start=1):
-        state = step(state, {"w": jnp.float32(epoch)}, jnp.float32(epoch), jnp.float32(loss))
+        state = step(state, params(epoch), jnp.float32(epoch), jnp.float32(loss), jnp.float32(1.0))
         seen.append((int(state.epochs_run), int(state.best_epoch), bool(state.active)))
     assert seen == [(1, 1, True), (2, 2, True), (3, 2, True), (4, 4, True), (5, 4, True), (6, 4, False),
                     (6, 4, False), (6, 4, False)]
-    assert float(state.best_variables["w"]) == 4.0      # the best epoch's parameters
-    assert float(state.variables["w"]) == 6.0           # the last epoch it trained
+    assert float(state.best_variables["params"]["w"]) == 4.0      # the best epoch's parameters
+    assert float(state.variables["params"]["w"]) == 6.0           # the last epoch it trained
     assert float(state.opt_state) == 6.0
     assert float(state.best_val_loss) == pytest.approx(1.9)
-    assert train.final_variables(setup, state)["w"] == 4.0
-    assert train.final_variables(dataclasses.replace(setup, patience=0), state)["w"] == 6.0
+    assert int(state.diverged_epoch) == 0
+    assert train.final_variables(setup, state)["params"]["w"] == 4.0
+    assert train.final_variables(dataclasses.replace(setup, patience=0), state)["params"]["w"] == 6.0
+
+
+def fresh_state() -> train.MemberState:
+    zero = params(0)
+    return train.MemberState(zero, jnp.float32(0), zero, jnp.float32(jnp.inf), jnp.int32(0), jnp.int32(0),
+                             jnp.int32(0), jnp.array(True), jnp.int32(0))
+
+
+def params(value: float) -> dict:
+    return {"params": {"w": jnp.float32(value)}}
+
+
+@pytest.mark.parametrize("bad", ["val_loss", "train_loss", "params"])
+def test_a_non_finite_epoch_marks_the_member_diverged_and_keeps_its_last_finite_state(bad):
+    """Epochs 1-2 finite, epoch 3 non-finite in one of three ways: the member stops, diverged at epoch 3,
+    with epoch 2's state; later epochs change nothing."""
+    step = jax.jit(partial(train._end_of_epoch, mlp_setup(patience=0)))
+    state = fresh_state()
+    for epoch in range(1, 6):
+        nan = epoch == 3
+        state = step(state, params(jnp.nan if nan and bad == "params" else epoch), jnp.float32(epoch),
+                     jnp.float32(jnp.nan if nan and bad == "val_loss" else 1.0 / epoch),
+                     jnp.float32(jnp.inf if nan and bad == "train_loss" else 1.0))
+    assert int(state.diverged_epoch) == 3 and not bool(state.active)
+    assert int(state.epochs_run) == 2 and float(state.variables["params"]["w"]) == 2.0
+    assert float(state.opt_state) == 2.0
 
 
 def test_early_stopping_in_train_epoch():
