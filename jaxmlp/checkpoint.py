@@ -89,7 +89,6 @@ class Checkpointer:
         self._checked = False
         self._resume_note = ""
         self._lock = Lock(self.directory)
-        self._data: dict[str, str] | None = None   # the data fingerprint, computed once per sweep
         # One worker, so saves reach Orbax in order and only one thread ever uses the manager meanwhile;
         # none on CPU, where it would compete with training for the cores (see the module docstring).
         self._worker = (None if jax.local_devices()[0].platform == "cpu"
@@ -154,7 +153,7 @@ class Checkpointer:
             return None
         abstract = target(prep)
         step, (grids, meta), bad = io.newest_sound(self.directory, steps, lambda s: io.read(manager, s, abstract))
-        changed = [name for name, h in self._fingerprint(prep).items() if meta.get("data", {}).get(name) != h]
+        changed = [name for name, h in data_fingerprint(prep).items() if meta.get("data", {}).get(name) != h]
         if changed:
             raise UsageError(f"the training data changed since the checkpoint of epoch {step} in {self.directory} "
                              f"({', '.join(changed)}: other arrays now); resuming would mix old and new data: "
@@ -188,7 +187,7 @@ class Checkpointer:
         grids = {f"group_{g}": pack(hosts.get(grid(prep, state, g))) for g in range(len(prep.groups))}
         config = self.config.to_dict()
         meta = {"epoch": int(state.epoch), "config": config, "settings": settings(config),
-                "data": self._fingerprint(prep), "history": list(state.history)}
+                "data": data_fingerprint(prep), "history": list(state.history)}
         args = io.save_args(grids, meta)
         epoch = int(state.epoch)
         if self._worker is None:
@@ -220,11 +219,6 @@ class Checkpointer:
         except BaseException:
             self.close()
             raise
-
-    def _fingerprint(self, prep: members_lib.Prepared) -> dict[str, str]:
-        if self._data is None:
-            self._data = data_fingerprint(prep)
-        return self._data
 
     def _open(self) -> ocp.CheckpointManager:
         if not self._checked:

@@ -114,16 +114,6 @@ def _verified_meta(meta: Any, step: int) -> dict[str, Any]:
     return meta
 
 
-def fingerprint(tree: Any) -> str:
-    """SHA-256 of a tree of arrays: every leaf's path, dtype, shape and bytes (host numpy arrays)."""
-    h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        a = np.ascontiguousarray(leaf)
-        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape};".encode())
-        h.update(a.data.cast("B") if a.size else b"")
-    return h.hexdigest()
-
-
 def settings_fingerprint(config: dict[str, Any]) -> str:
     return _digest(config)
 

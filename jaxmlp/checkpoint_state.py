@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxmlp import hosts
 from jaxmlp import members as members_lib
-from jaxmlp.checkpoint_io import fingerprint, settings_fingerprint
+from jaxmlp.checkpoint_io import settings_fingerprint
 
 # Settings that change only how members are laid out on devices, never which members a sweep has or what
 # they train on: checkpoints hold whole group grids, so these may differ between saving and resuming.
@@ -24,14 +24,10 @@ LAYOUT_ONLY = ("devices", "chunk_size", "member_block")
 
 
 def data_fingerprint(prep: members_lib.Prepared) -> dict[str, str]:
-    """Per dataset, a SHA-256 of its training pool and test arrays as the sweep trains on them (read once
-    on the host; a replicated array's first local copy is the whole array)."""
-    def host(leaf: Any) -> np.ndarray:
-        if isinstance(leaf, jax.Array) and leaf.sharding.is_fully_replicated:
-            return np.asarray(leaf.addressable_data(0))
-        return np.asarray(hosts.get(leaf))
-
-    return {name: fingerprint(jax.tree.map(host, (d.pool, d.test))) for name, d in sorted(prep.data.items())}
+    """Per dataset, the SHA-256 of its arrays (:meth:`jaxmlp.data.Dataset.fingerprint`, the one results.json
+    records too). With the settings' fingerprint (subset share, data seed, folds) it fixes what the sweep
+    trains on."""
+    return {name: d.fingerprint for name, d in sorted(prep.data.items())}
 
 
 def settings(config: dict[str, Any]) -> str:
@@ -79,7 +75,7 @@ def sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], meta: dict[st
     for unit in prep.units:
         pick = np.ix_(unit.streams, unit.hparams)   # padding repeats real members here too
         grid = jax.tree.map(lambda a: np.asarray(a)[pick], grids[f"group_{unit.group}"])
-        units.append(hosts.put(grid, members_lib.member_sharding(prep.config, unit)))
+        units.append(hosts.put(grid, prep.layout.members(unit)))
     return members_lib.SweepState(int(meta["epoch"]), units, list(meta["history"]))
 
 

@@ -50,7 +50,7 @@ class DeviceData:
     @property
     def fingerprint(self) -> str:
         """sha256 of the dataset's arrays (see :meth:`jaxmlp.data.Dataset.fingerprint`)."""
-        return self.dataset.fingerprint()
+        return self.dataset.fingerprint
 
 
 def prepare_data(config: SweepConfig, spec: Any, layout: Layout) -> DeviceData:
@@ -137,11 +137,6 @@ def unit_inputs(group: Group, program: GroupProgram, unit: Unit, dd: DeviceData,
     keys = jax.vmap(train.member_key)(jnp.array([s for s, _ in pairs], jnp.uint32), jnp.array(folds, jnp.uint32))
     stream = train.Stream(keys, dd.train_idx[folds], dd.val_idx[folds])
     return hosts.put(hp, layout.members(unit)), hosts.put(stream, layout.streams(unit))
-
-
-def member_sharding(config: SweepConfig, unit: Unit) -> Any:
-    """The sharding of a unit's member arrays (see :meth:`jaxmlp.layout.Layout.members`)."""
-    return Layout.of(config).members(unit)
 
 
 def initial_state(prep: Prepared) -> SweepState:

@@ -150,7 +150,8 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
                               "n_val": int(v.val_idx.shape[1])} for k, v in prep.data.items()}
     res.provenance = results.provenance(command)
     res.command = res.provenance["command"]
-    variables = members_lib.member_variables(prep, state)
+    # Gathered to the host only when they are written (variables.npz) or asked for.
+    variables = members_lib.member_variables(prep, state) if out is not None or keep_variables else None
     if keep_variables:
         res.variables = variables
     if out is not None:

@@ -54,7 +54,6 @@ class Setup:
     model: Callable[[Mapping[str, Any]], nn.Module]     # hp -> module
     optimizer: Any                                       # a built-in name or hp -> optax transformation
     input_shape: tuple[int, ...]
-    input_dtype: Any = jnp.float32
     batch_size: int = 128
     patience: int = 0          # 0: no early stopping; the final epoch's parameters are used for testing
     eval_batch: int = 500

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from jaxmlp import models, results
+from jaxmlp import models, results, train
 from jaxmlp.errors import UsageError
 
 FILE = "variables.npz"
@@ -65,7 +65,7 @@ class Trained:
     def logits(self, x: Any, batch_size: int = 1000) -> np.ndarray:
         """The model's logits for inputs `x` (uint8 images are scaled to [0, 1], as in training)."""
         x = np.asarray(x)
-        apply = jax.jit(lambda v, b: self.model.apply(v, _to_float(b), train=False))
+        apply = jax.jit(lambda v, b: self.model.apply(v, train.to_float(b), train=False))
         return np.concatenate([np.asarray(apply(self.variables, x[i:i + batch_size]))
                                for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0,))
 
@@ -76,10 +76,6 @@ class Trained:
     def accuracy(self, x: Any, y: Any) -> float:
         """The share of samples of `x` whose predicted class is `y`."""
         return float((self.predict(x) == np.asarray(y)).mean())
-
-
-def _to_float(x: jax.Array) -> jax.Array:
-    return x.astype(jnp.float32) / jnp.float32(255.0) if x.dtype == jnp.uint8 else x.astype(jnp.float32)
 
 
 def load(run_dir: str | os.PathLike, member: int | None = None,

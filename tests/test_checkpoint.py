@@ -303,7 +303,7 @@ def test_group_grid_round_trip_drops_and_restores_padding(synthetic_dir):
     groups = config.groups()
     units = layout.plan(config, 0, groups[0], member_bytes=1, n_devices=1)
     assert len(units) == 4 and not all(u.real.all() for u in units)   # padding exists
-    prep = SimpleNamespace(config=config, groups=groups, units=units)
+    prep = SimpleNamespace(config=config, groups=groups, units=units, layout=layout.Layout.of(config))
     # A member's "state": its index (padding repeats a real member, as in training).
     fake = [{"who": np.array([[s * 3 + h for h in u.hparams] for s in u.streams]), "active": u.real}
             for u in units]

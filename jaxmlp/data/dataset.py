@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,6 @@ class Dataset:
     test_labels: np.ndarray
     source: str
     num_classes: int = 0       # 0: one more than the largest label
-    _fingerprint: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if not self.num_classes:
@@ -34,17 +34,16 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_images.shape[1:])
 
+    @functools.cached_property
     def fingerprint(self) -> str:
         """sha256 over the four arrays (shapes, dtypes and bytes): the dataset's identity in run records
         and checkpoints. Computed once (~0.1 s for Fashion-MNIST)."""
-        if not self._fingerprint:
-            h = hashlib.sha256()
-            for a in (self.train_images, self.train_labels, self.test_images, self.test_labels):
-                a = np.ascontiguousarray(a)
-                h.update(f"{a.dtype.str}{a.shape}".encode())
-                h.update(a.data)
-            self._fingerprint.append(h.hexdigest())
-        return self._fingerprint[0]
+        h = hashlib.sha256()
+        for a in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.data)
+        return h.hexdigest()
 
 
 def arrays(x_train: Any, y_train: Any, x_test: Any, y_test: Any, name: str = "arrays",
