@@ -69,6 +69,9 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         checkpoint_dir = None if out is None else checkpoint.default_dir(out)
     checkpoint.check_flags(checkpoint_dir is not None, resume, new_run)
     primary = hosts.is_primary()
+    # Every process gathers the final variables when the run writes them (a collective: all must join),
+    # though process 0 alone writes: decided here, before `out` is dropped in the other processes.
+    gather_variables = out is not None or keep_variables
     out = check_out_dir(out) if primary else None
     progress = progress and primary
     config.validate()
@@ -151,7 +154,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     res.provenance = results.provenance(command)
     res.command = res.provenance["command"]
     # Gathered to the host only when they are written (variables.npz) or asked for.
-    variables = members_lib.member_variables(prep, state) if out is not None or keep_variables else None
+    variables = members_lib.member_variables(prep, state) if gather_variables else None
     if keep_variables:
         res.variables = variables
     if out is not None:
