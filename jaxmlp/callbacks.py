@@ -21,6 +21,11 @@ class Callback:
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         """After epoch `epoch`, with its history record (every member's metrics), before any checkpoint."""
 
+    def on_population(self, population: Any) -> None:
+        """After ``on_epoch_end``, before any checkpoint: `population` (:class:`jaxmlp.population.Population`)
+        reads the epoch's numbers and may stop members (a schedule: successive halving, a pruner). Its
+        decisions must depend on the numbers alone, so that a resumed sweep takes them again alike."""
+
     def on_checkpoint_start(self, epoch: int) -> None:
         """Before the checkpoint of epoch `epoch` is saved."""
 

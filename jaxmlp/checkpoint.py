@@ -46,7 +46,7 @@ from jaxmlp.checkpoint_folder import Lock, default_dir  # noqa: F401  (a public 
 from jaxmlp.checkpoint_folder import claim, discard, ensure_creatable, ensure_writable
 from jaxmlp.checkpoint_io import FORMAT, pack  # noqa: F401  (FORMAT: a public name)
 from jaxmlp.checkpoint_member import evaluate_member, load_member  # noqa: F401  (the public names)
-from jaxmlp.checkpoint_state import data_fingerprint, differences, grid, settings, sweep_state, target
+from jaxmlp.checkpoint_state import data_fingerprint, differences, grid, layout_meta, settings, sweep_state, target
 from jaxmlp.config import SweepConfig
 from jaxmlp.errors import UsageError
 
@@ -187,7 +187,7 @@ class Checkpointer:
         grids = {f"group_{g}": pack(hosts.get(grid(prep, state, g))) for g in range(len(prep.groups))}
         config = self.config.to_dict()
         meta = {"epoch": int(state.epoch), "config": config, "settings": settings(config),
-                "data": data_fingerprint(prep), "history": list(state.history)}
+                "data": data_fingerprint(prep), "history": list(state.history), **layout_meta(prep, state)}
         args = io.save_args(grids, meta)
         epoch = int(state.epoch)
         if self._worker is None:

@@ -17,6 +17,7 @@ import numpy as np
 from jaxmlp import hosts
 from jaxmlp import members as members_lib
 from jaxmlp.checkpoint_io import settings_fingerprint
+from jaxmlp.layout import Unit
 
 # Settings that change only how members are laid out on devices, never which members a sweep has or what
 # they train on: checkpoints hold whole group grids, so these may differ between saving and resuming.
@@ -69,14 +70,41 @@ def _show(v: Any) -> str:
     return str(v)
 
 
-def sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], meta: dict[str, Any]) -> members_lib.SweepState:
-    """The restored (host) grids cut into the sweep's units and placed on the member mesh."""
+def sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], meta: dict[str, Any],
+                planned: bool = False) -> members_lib.SweepState:
+    """The restored (host) grids cut into units and placed on the member mesh: the layout the sweep
+    trained in when saved (repacked units included, so the resumed epochs run exactly as the
+    uninterrupted ones did), or the planned one (`planned`, an older checkpoint, or another device count)."""
+    layout, inputs = list(prep.units), list(prep.inputs)
+    overrides = {int(i): {k: float(v) for k, v in d.items()} for i, d in (meta.get("overrides") or {}).items()}
+    saved = meta.get("layout")
+    if saved and not planned and meta.get("layout_devices") == len(prep.layout.devices):
+        planned_units = {json.dumps(u.to_dict()): k for k, u in enumerate(prep.units)}
+        layout = [Unit.from_dict(d) for d in saved]
+        # A planned unit comes back as itself (so a never-repacked sweep is seen as such: members.canonical).
+        layout = [prep.units[planned_units[json.dumps(d)]] if json.dumps(d) in planned_units else unit
+                  for d, unit in zip(saved, layout)]
+    planned_at = {id(u): k for k, u in enumerate(prep.units)}
+    inputs = [prep.inputs[planned_at[id(unit)]] if id(unit) in planned_at and not np.isin(unit.index, list(overrides)).any()
+              else members_lib.unit_inputs(prep.groups[unit.group], prep.program(unit), unit,
+                                           prep.group_data(unit.group), prep.layout, overrides)
+              for unit in layout]
     units = []
-    for unit in prep.units:
-        pick = np.ix_(unit.streams, unit.hparams)   # padding repeats real members here too
+    for unit in layout:
+        pick = (np.asarray(unit.streams)[:, None], unit.points)   # padding repeats real members here too
         grid = jax.tree.map(lambda a: np.asarray(a)[pick], grids[f"group_{unit.group}"])
         units.append(hosts.put(grid, prep.layout.members(unit)))
-    return members_lib.SweepState(int(meta["epoch"]), units, list(meta["history"]))
+    status = {int(i): dict(v) for i, v in (meta.get("status") or {}).items()}
+    return members_lib.SweepState(int(meta["epoch"]), units, list(meta["history"]), layout, inputs, status,
+                                  overrides, list(meta.get("events") or []))
+
+
+def layout_meta(prep: members_lib.Prepared, state: members_lib.SweepState) -> dict[str, Any]:
+    """What a checkpoint records besides the grids: the layout trained in and the members' end states."""
+    layout = state.layout if state.layout is not None else prep.units
+    return {"layout": [u.to_dict() for u in layout], "layout_devices": len(prep.layout.devices),
+            "status": {str(i): v for i, v in state.status.items()},
+            "overrides": {str(i): v for i, v in state.overrides.items()}, "events": list(state.events)}
 
 
 def target(prep: members_lib.Prepared) -> dict[str, Any]:
@@ -96,9 +124,11 @@ def grid(prep: members_lib.Prepared, state: members_lib.SweepState, g: int) -> A
     """Group g's state as its (S, H) grid of real members: the unit's own arrays when one unit covers the
     grid, else gathered from the units on the host (padding left out)."""
     group = prep.groups[g]
-    units = [(u, unit) for u, unit in enumerate(prep.units) if unit.group == g]
+    layout = state.layout if state.layout is not None else prep.units
+    units = [(u, unit) for u, unit in enumerate(layout) if unit.group == g]
     shape = (len(group.streams), len(group.hparams))
-    if len(units) == 1 and units[0][1].shape == shape:
+    if len(units) == 1 and units[0][1].shape == shape and units[0][1].real.all() and (
+            units[0][1].points == np.arange(shape[1])).all():
         return state.units[units[0][0]]
     host = hosts.get([state.units[u] for u, _ in units])
 
@@ -106,7 +136,7 @@ def grid(prep: members_lib.Prepared, state: members_lib.SweepState, g: int) -> A
         out = np.empty(shape + leaves[0].shape[2:], leaves[0].dtype)
         for (_, unit), leaf in zip(units, leaves):
             a, b = np.nonzero(unit.real)
-            out[np.asarray(unit.streams)[a], np.asarray(unit.hparams)[b]] = leaf[a, b]
+            out[np.asarray(unit.streams)[a], unit.points[a, b]] = leaf[a, b]
         return out
 
     return jax.tree.map(assemble, *host)

@@ -50,8 +50,10 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     if sweep:
         p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (shorthand for --seed 0:N-1:N)")
         p.add_argument("--sample", type=int, metavar="N",
-                       help="N points drawn over the ranges low:high given to hyperparameter flags (log axes "
-                            "as the table says), instead of a grid; one N-member job")
+                       help="N points drawn over the ranges given to hyperparameter flags, instead of a grid; "
+                            "one N-member job. A flag gives low:high (log axis as the table says; low:high:log "
+                            "or low:high:lin to choose), integers low:high:int[:log], or choice:a,b,c (each "
+                            "equally likely); a list a,b,c is still a grid, crossed with the points")
         p.add_argument("--sampler", default="random", choices=("random", "sobol", "halton"),
                        help="how --sample draws its points (default random; sobol/halton: quasi-random)")
         p.add_argument("--sample-seed", type=int, default=0, help="seed of the --sample draws (default 0)")
@@ -131,9 +133,9 @@ def config_from_args(args: argparse.Namespace):
     given = {h.name: text for h in hparams.TABLE.values() if (text := getattr(args, f"hp_{h.name}")) is not None}
     points = None
     if getattr(args, "sample", None) is not None:
-        from jaxmlp.search import sample
+        from jaxmlp.search.points import is_spec, sample
 
-        space = {n: _bounds(n, t) for n, t in given.items() if t.count(":") == 1}
+        space = {n: t for n, t in given.items() if is_spec(t)}   # sample() parses the compact specs
         points = sample(space, args.sample, args.sampler, args.sample_seed)
         given = {n: t for n, t in given.items() if n not in space}
     swept = {n: one_or_many(n, text, parse_values(text, n)) for n, text in given.items()}
@@ -168,15 +170,6 @@ def config_from_args(args: argparse.Namespace):
         data_dir=args.data_dir, chunk_size=args.chunk_size, devices=args.devices, seed=seeds, hparams=swept,
         points=points)
     return config.validate()
-
-
-def _bounds(name: str, text: str) -> tuple[float, float]:
-    """``low:high`` of a hyperparameter flag under ``--sample``."""
-    try:
-        low, high = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise UsageError(f"--{name.replace('_', '-')} {text!r}: under --sample a range is low:high") from None
-    return low, high
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ real one and are dropped from every result.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -91,22 +92,42 @@ class Layout:
 
 @dataclass
 class Unit:
-    """A chunk of a group: stream and point positions (padded), the grid shape, and its sharding."""
+    """A chunk of a group: stream and point positions (padded), the grid shape, and its sharding.
+
+    Row ``a`` holds stream ``streams[a]``; its column ``b`` the group's point ``points[a, b]``. A planned unit
+    has the same points on every row (a block of the group's grid); a repacked one (:func:`pack`) gives each
+    row its own, so that only members still training share a compiled batch.
+    """
 
     group: int
     streams: list[int]              # positions in group.streams, length s (padded)
-    hparams: list[int]              # positions in group.hparams, length h (padded)
+    points: np.ndarray              # int (s, h): positions in group.hparams (padding repeats a real member)
     real: np.ndarray                # bool (s, h): False for padding
     index: np.ndarray               # int (s, h): global member index (-1 for padding)
     shard_axis: int                 # 0: streams sharded over devices, 1: points
 
     @property
     def shape(self) -> tuple[int, int]:
-        return len(self.streams), len(self.hparams)
+        return self.points.shape
 
     def members(self) -> list[tuple[int, int, int]]:
         """(row, column, global member index) of each real member: the one loop over a unit's members."""
         return [(int(a), int(b), int(self.index[a, b])) for a, b in zip(*np.nonzero(self.real))]
+
+    def without(self, moved: set[int]) -> "Unit":
+        """This unit with members `moved` (global indices) no longer its own (they became padding here)."""
+        real = self.real & ~np.isin(self.index, list(moved))
+        return dataclasses.replace(self, real=real, index=np.where(real, self.index, -1))
+
+    def to_dict(self) -> dict:
+        """JSON-ready (checkpoints record the layout a sweep trains in, so that a resume uses the same)."""
+        return {"group": self.group, "streams": list(self.streams), "points": self.points.tolist(),
+                "real": self.real.tolist(), "index": self.index.tolist(), "shard_axis": self.shard_axis}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Unit":
+        return cls(int(d["group"]), [int(s) for s in d["streams"]], np.array(d["points"], np.int64),
+                   np.array(d["real"], bool), np.array(d["index"], np.int64), int(d["shard_axis"]))
 
 
 def memory_budget() -> int:
@@ -146,5 +167,47 @@ def plan(config: SweepConfig, group_id: int, group: Group, member_bytes: int, n_
             hps = [min(i, H - 1) for i in range(h0, h0 + h_pad)]
             real = np.array([[s0 + a < S and h0 + b < H and b < h for b in range(h_pad)] for a in range(s)])
             index = np.array([[group.first_index + st * H + hp for hp in hps] for st in streams])
-            units.append(Unit(group_id, streams, hps, real, np.where(real, index, -1), shard_axis))
+            points = np.array([hps for _ in streams], np.int64).reshape(len(streams), len(hps))
+            units.append(Unit(group_id, streams, points, real, np.where(real, index, -1), shard_axis))
+    return units
+
+
+def bucket(n: int) -> int:
+    """The batch size `n` members are packed into: the next power of two, so that a sweep whose members
+    stop a few at a time compiles its epoch for a handful of sizes only."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+def pack(group_id: int, members: list[tuple[int, int, int]], chunk: int, n_devices: int) -> list[Unit]:
+    """Units holding exactly `members` ((stream, point, global index) of one group), for training them
+    without the others: a row per stream (its members share the minibatch gather and dropout draws), rows
+    padded to one bucketed width (:func:`bucket`) by repeating their last member, at most `chunk` members
+    per unit (whole rows where they fit). The result depends on the members alone, not on the units they
+    came from, so a resumed sweep repacks as an uninterrupted one did."""
+    rows: dict[int, list[tuple[int, int]]] = {}
+    for stream, point, index in sorted(members, key=lambda m: (m[0], m[2])):
+        rows.setdefault(stream, []).append((point, index))
+    h = bucket(max(len(r) for r in rows.values()))
+    if h > chunk:   # a row wider than a unit: split it into pieces of the chunk's width
+        h = max(1, chunk)
+        rows = {(s, k): r[k:k + h] for s, r in rows.items() for k in range(0, len(r), h)}
+    per_unit = max(1, chunk // h)
+    keys = list(rows)
+    units = []
+    for k0 in range(0, len(keys), per_unit):
+        block = keys[k0:k0 + per_unit]
+        s = len(block)
+        shard_axis = 0 if s % n_devices == 0 else 1
+        width = h if shard_axis == 0 else ceil_to(h, n_devices)
+        points = np.zeros((s, width), np.int64)
+        index = np.full((s, width), -1, np.int64)
+        real = np.zeros((s, width), bool)
+        for a, key in enumerate(block):
+            row = rows[key]
+            for b in range(width):
+                point, i = row[min(b, len(row) - 1)]
+                points[a, b], real[a, b] = point, b < len(row)
+                index[a, b] = i if b < len(row) else -1
+        streams = [key[0] if isinstance(key, tuple) else key for key in block]
+        units.append(Unit(group_id, streams, points, real, index, shard_axis))
     return units

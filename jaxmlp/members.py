@@ -24,6 +24,7 @@ from jaxmlp import hosts, train
 from jaxmlp.config import Group, SweepConfig
 from jaxmlp.errors import UsageError
 from jaxmlp.layout import Layout, Unit, plan, sweep_devices  # noqa: F401  (sweep_devices: public here too)
+from jaxmlp.layout import pack as pack_units
 from jaxmlp.program import GroupProgram, build_program, inspect_group, setup_for, unit_hparams
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -78,13 +79,36 @@ class Prepared:
     groups: list[Group]
     layout: Layout
     data: dict[str, DeviceData]     # by dataset name (data_lib.describe)
-    units: list[Unit]
-    programs: list[GroupProgram]    # by group
+    units: list[Unit]               # the planned layout (a sweep's state may be repacked: SweepState.layout)
+    programs: list[GroupProgram]    # by group, for its planned units' shape
     inputs: list[tuple[dict, train.Stream]]
+    shaped: dict[tuple, GroupProgram] = field(default_factory=dict)   # programs of repacked units' shapes
+    used: set[int] = field(default_factory=set)   # ids of the epoch programs this sweep has run
 
     @property
     def size(self) -> int:
         return sum(g.size for g in self.groups)
+
+    def program(self, unit: Unit) -> GroupProgram:
+        """The compiled programs of `unit`'s shape: its group's planned ones, or built for a repacked shape
+        (one per bucketed shape, so a sweep whose members stop compiles a handful at most)."""
+        planned = self.programs[unit.group]
+        first = next(u for u in self.units if u.group == unit.group)
+        if (unit.shape, unit.shard_axis) == (first.shape, first.shard_axis):
+            return planned
+        key = (unit.group, unit.shape, unit.shard_axis)
+        if key not in self.shaped:
+            dd = self.group_data(unit.group)
+            self.shaped[key] = build_program(self.config, planned.setup, planned.info, unit, len(self.layout.devices),
+                                             dd.n_train)
+        return self.shaped[key]
+
+    def all_programs(self) -> list[GroupProgram]:
+        return [*self.programs, *self.shaped.values()]
+
+    def compile_s(self) -> float:
+        """Seconds spent compiling epoch programs so far."""
+        return sum(p.compile_s for p in self.all_programs())
 
     def group_data(self, g: int) -> DeviceData:
         return self.data[data_lib.describe(self.groups[g].static["dataset"])]
@@ -96,11 +120,24 @@ class Prepared:
 @dataclass
 class SweepState:
     """What changes while a sweep trains, and what a checkpoint holds: the per-unit stacked member
-    states, the number of epochs completed, and one history record per completed epoch."""
+    states, the number of epochs completed, one history record per completed epoch, the layout the
+    members train in now (the planned units, or repacked ones once members stopped: :func:`repack`) with
+    each unit's inputs, and how members stopped by a schedule ended (:func:`stop`)."""
 
     epoch: int
     units: list[train.MemberState]
     history: list[dict[str, Any]] = field(default_factory=list)
+    layout: list[Unit] | None = None                  # None: the planned units (Prepared.units)
+    inputs: list[tuple[dict, train.Stream]] | None = None
+    status: dict[int, dict[str, Any]] = field(default_factory=dict)   # member index -> {"status", "epoch", ...}
+    overrides: dict[int, dict[str, float]] = field(default_factory=dict)   # member -> values set by a schedule
+    events: list[dict[str, Any]] = field(default_factory=list)   # what schedules did (e.g. PBT's exploits)
+
+    def placed(self, prep: "Prepared") -> list[tuple[Unit, train.MemberState, tuple[dict, train.Stream]]]:
+        """(unit, its member states, its inputs) for every unit the members now live in."""
+        layout = self.layout if self.layout is not None else prep.units
+        inputs = self.inputs if self.inputs is not None else prep.inputs
+        return list(zip(layout, self.units, inputs))
 
 
 def prepare(config: SweepConfig) -> Prepared:
@@ -128,10 +165,11 @@ def prepare(config: SweepConfig) -> Prepared:
     return Prepared(config, groups, layout, datas, units, programs, inputs)
 
 
-def unit_inputs(group: Group, program: GroupProgram, unit: Unit, dd: DeviceData,
-                layout: Layout) -> tuple[dict, train.Stream]:
-    """The unit's hyperparameter arrays (s, h) and stream arrays (s, ...), placed on the mesh."""
-    hp = unit_hparams(group, program.info, unit)
+def unit_inputs(group: Group, program: GroupProgram, unit: Unit, dd: DeviceData, layout: Layout,
+                overrides: dict[int, dict[str, float]] | None = None) -> tuple[dict, train.Stream]:
+    """The unit's hyperparameter arrays (s, h) and stream arrays (s, ...), placed on the mesh; `overrides`:
+    values a schedule set for some members (see :func:`exploit`)."""
+    hp = unit_hparams(group, program.info, unit, overrides)
     pairs = [group.streams[i] for i in unit.streams]
     folds = [f for _, f in pairs]
     keys = jax.vmap(train.member_key)(jnp.array([s for s, _ in pairs], jnp.uint32), jnp.array(folds, jnp.uint32))
@@ -144,7 +182,7 @@ def initial_state(prep: Prepared) -> SweepState:
     states = []
     for unit, (hp, stream) in zip(prep.units, prep.inputs):
         states.append(jax.device_put(prep.programs[unit.group].init(hp, stream), prep.layout.members(unit)))
-    return SweepState(0, states, [])
+    return SweepState(0, states, [], list(prep.units), list(prep.inputs))
 
 
 def run_epoch(prep: Prepared, state: SweepState, on_unit: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -152,21 +190,22 @@ def run_epoch(prep: Prepared, state: SweepState, on_unit: Callable[[int, int], N
     `on_unit(epoch, unit)` is called before each unit trains (see :class:`jaxmlp.callbacks.Callback`).
 
     The record has one entry per member (by global index) for each metric, ``None`` for members that
-    had already stopped, and the list of members still active afterwards.
+    had already stopped, and the list of members still active afterwards. Units whose members have all
+    stopped are skipped: they cost nothing.
     """
     n = prep.size
     record: dict[str, Any] = {"epoch": state.epoch + 1, **{m: [None] * n for m in METRICS},
                               "active": [False] * n}
-    for u, unit in enumerate(prep.units):
-        st = state.units[u]
+    for u, (unit, st, (hp, stream)) in enumerate(state.placed(prep)):
         was_active = hosts.get(st.active)
         if not (was_active & unit.real).any():
             continue
         if on_unit is not None:
             on_unit(state.epoch + 1, u)
-        hp, stream = prep.inputs[u]
         args = (st, hp, stream, prep.group_data(unit.group).pool, jnp.int32(state.epoch))
-        st, metrics = prep.programs[unit.group].compiled(args)(*args)
+        program = prep.program(unit)
+        prep.used.add(id(program))
+        st, metrics = program.compiled(args)(*args)
         state.units[u] = st
         metrics, now_active, diverged = hosts.get((metrics, st.active, st.diverged_epoch))
         for a, b, i in unit.members():
@@ -181,14 +220,146 @@ def run_epoch(prep: Prepared, state: SweepState, on_unit: Callable[[int, int], N
 
 
 def all_stopped(prep: Prepared, state: SweepState) -> bool:
-    return not any((hosts.get(st.active) & u.real).any() for u, st in zip(prep.units, state.units))
+    return not any((hosts.get(st.active) & unit.real).any() for unit, st, _ in state.placed(prep))
+
+
+def stop(prep: Prepared, state: SweepState, indices: Any, status: str = "pruned", **info: Any) -> list[int]:
+    """Stop members `indices` (global) now, as patience does: their state no longer changes, and their
+    numbers are those of their best (with early stopping) or last epoch. Each is recorded with `status`
+    (e.g. ``"pruned"``) and `info` (e.g. ``rung=1``) for ``results.json``. Members already stopped are left
+    as they are. Returns the members this stopped. Every process must call it alike."""
+    wanted = {int(i) for i in indices}
+    stopped = []
+    for u, (unit, st, _) in enumerate(state.placed(prep)):
+        mask = np.isin(unit.index, list(wanted)) & unit.real
+        if not mask.any():
+            continue
+        active = hosts.get(st.active)
+        hit = mask & active
+        if not hit.any():
+            continue
+        state.units[u] = st._replace(active=hosts.put(active & ~hit, prep.layout.members(unit)))
+        for a, b in zip(*np.nonzero(hit)):
+            i = int(unit.index[a, b])
+            stopped.append(i)
+            state.status[i] = {"status": status, "epoch": state.epoch, **info}
+    return sorted(stopped)
+
+
+def _member_places(prep: Prepared, state: SweepState) -> dict[int, tuple[int, int, int]]:
+    """Global member index -> (unit position, row, column) where it lives now."""
+    return {i: (u, a, b) for u, (unit, _, _) in enumerate(state.placed(prep)) for a, b, i in unit.members()}
+
+
+def repack(prep: Prepared, state: SweepState, factor: float = 0.5) -> bool:
+    """Pack the members still training into smaller units when that at least halves (`factor`) a group's
+    work per epoch; units whose members all stopped stay as they are (never trained again) and give up
+    the moved members. The new layout is a function of which members still train (:func:`jaxmlp.layout.pack`),
+    so a resumed sweep repacks as an uninterrupted one did. Returns whether anything moved. Every
+    process must call it alike (it gathers the states to the host and places them again)."""
+    placed = state.placed(prep)
+    n_devices = len(prep.layout.devices)
+    moved_any = False
+    for g, group in enumerate(prep.groups):
+        live = [u for u, (unit, st, _) in enumerate(placed) if unit.group == g and (hosts.get(st.active) & unit.real).any()]
+        if not live:
+            continue
+        capacity = sum(placed[u][0].real.size for u in live)
+        active = []
+        for u in live:
+            unit, st, _ = placed[u]
+            act = hosts.get(st.active)
+            active += [(unit.streams[a], int(unit.points[a, b]), i, u, a, b) for a, b, i in unit.members() if act[a, b]]
+        chunk = prep.config.chunk_size or max(u.real.size for u in prep.units if u.group == g)
+        new_units = pack_units(g, [(s_, p, i) for s_, p, i, *_ in active], chunk, n_devices)
+        if sum(unit.real.size for unit in new_units) > factor * capacity:
+            continue
+        where = {i: (u, a, b) for _, _, i, u, a, b in active}
+        host = {u: hosts.get(placed[u][1]) for u in live}
+        for unit in new_units:
+            # Padding repeats the last real member of its row (pack put its point there): copy its state.
+            src = [[where[int(unit.index[a, b])] if unit.real[a, b] else None for b in range(unit.shape[1])]
+                   for a in range(unit.shape[0])]
+            for a in range(unit.shape[0]):
+                last = max(b for b in range(unit.shape[1]) if unit.real[a, b])
+                src[a] = [c if c is not None else src[a][last] for c in src[a]]
+
+            def gather(*leaves, src=src):
+                first = leaves[0]
+                out = np.empty(unit.shape + first.shape[2:], first.dtype)
+                for a, row in enumerate(src):
+                    for b, (u, r, c) in enumerate(row):
+                        out[a, b] = leaves[live.index(u)][r, c]
+                return out
+
+            st = jax.tree.map(gather, *[host[u] for u in live])
+            state.units.append(hosts.put(st, prep.layout.members(unit)))
+            state.layout.append(unit)
+            state.inputs.append(unit_inputs(group, prep.program(unit), unit, prep.group_data(g), prep.layout,
+                                            state.overrides))
+        moved = {i for _, _, i, *_ in active}
+        for u in live:
+            state.layout[u] = state.layout[u].without(moved)
+        moved_any = True
+    if moved_any:   # units left with no member of their own hold nothing: drop them (frees their memory)
+        keep = [u for u, unit in enumerate(state.layout) if unit.real.any()]
+        state.layout = [state.layout[u] for u in keep]
+        state.units = [state.units[u] for u in keep]
+        state.inputs = [state.inputs[u] for u in keep]
+    return moved_any
+
+
+def canonical(prep: Prepared, state: SweepState) -> SweepState:
+    """`state` in the planned layout (members moved back from repacked units), for the end-of-run reads
+    that use each group's planned programs. The same state when it was never repacked."""
+    if state.layout is None or (len(state.layout) == len(prep.units)
+                                and all(a is b for a, b in zip(state.layout, prep.units))):
+        return state
+    from jaxmlp import checkpoint_state   # checkpoint_state imports this module
+
+    grids = {f"group_{g}": checkpoint_state.grid(prep, state, g) for g in range(len(prep.groups))}
+    meta = {"epoch": state.epoch, "history": state.history, "status": state.status, "events": state.events,
+            "overrides": state.overrides}
+    return checkpoint_state.sweep_state(prep, grids, meta, planned=True)
+
+
+def exploit(prep: Prepared, state: SweepState, pairs: list[tuple[int, int]],
+            hparams: dict[int, dict[str, float]] | None = None) -> None:
+    """For each (dst, src) in `pairs`, member dst takes member src's whole training state (variables,
+    optimizer state, best-epoch bookkeeping; it keeps its own stream and active flag); then members in
+    `hparams` train on with those values (by name) from the next epoch on, without recompiling. Members
+    must be in one group per pair. Every process must call it alike (states pass through the host)."""
+    places = _member_places(prep, state)
+    placed = state.placed(prep)
+    touched = {places[d][0] for d, _ in pairs} | {places[i][0] for i in (hparams or {})}
+    if pairs:
+        host = {u: hosts.get(placed[u][1]) for u in {places[i][0] for pair in pairs for i in pair}}
+        copies = {u: jax.tree.map(np.array, host[u]) for u in {places[d][0] for d, _ in pairs}}
+        for dst, src in pairs:
+            (ud, ad, bd), (us, as_, bs) = places[dst], places[src]
+            if placed[ud][0].group != placed[us][0].group:
+                raise UsageError(f"member {dst} cannot take member {src}'s state: they are in different groups")
+            keep = (copies[ud].active[ad, bd].copy(), copies[ud].diverged_epoch[ad, bd].copy())
+
+            def put(d, s_, ad=ad, bd=bd, as_=as_, bs=bs):
+                d[ad, bd] = s_[as_, bs]
+            jax.tree.map(put, copies[ud], host[us])
+            copies[ud].active[ad, bd], copies[ud].diverged_epoch[ad, bd] = keep
+        for u, tree in copies.items():
+            state.units[u] = hosts.put(tree, prep.layout.members(placed[u][0]))
+    for i, values in (hparams or {}).items():
+        state.overrides.setdefault(int(i), {}).update({k: float(v) for k, v in values.items()})
+    for u in touched:
+        unit = placed[u][0]
+        state.inputs[u] = unit_inputs(prep.groups[unit.group], prep.program(unit), unit,
+                                      prep.group_data(unit.group), prep.layout, state.overrides)
 
 
 def test_metrics(prep: Prepared, state: SweepState) -> dict[int, dict[str, float]]:
     """Test loss and accuracy of every member's final (best, with early stopping) parameters."""
     out = {}
-    for u, unit in enumerate(prep.units):
-        hp, stream = prep.inputs[u]
+    state = canonical(prep, state)
+    for u, (unit, _, (hp, stream)) in enumerate(state.placed(prep)):
         metrics = hosts.get(prep.programs[unit.group].test(state.units[u], hp, stream, prep.group_data(unit.group).test))
         for a, b, i in unit.members():
             out[i] = {k: float(v[a, b]) for k, v in metrics.items()}
@@ -197,6 +368,7 @@ def test_metrics(prep: Prepared, state: SweepState) -> dict[int, dict[str, float
 
 def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
     """One record per member: settings, best epoch, epochs run, early stop, val and test numbers."""
+    state = canonical(prep, state)
     tests = test_metrics(prep, state)
     fields = {}
     for u, unit in enumerate(prep.units):
@@ -221,9 +393,11 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
             # A member that diverged keeps the numbers of its last finite epoch, or none at all when that was
             # its initialisation (an untrained model's numbers are not a result).
             test = tests[i] if line else {"loss": None, "accuracy": None}
+            ended = _ended(prep, state, i, epochs_run, bool(f["active"]), diverged)
             records.append({
                 "index": i, "hparams": hparams, "best_epoch": best, "epochs_run": epochs_run,
-                "stopped_early": bool(epochs_run < prep.config.epochs and not f["active"] and not diverged),
+                "status": ended["status"], **{k: v for k, v in ended.items() if k not in ("status", "epoch")},
+                "stopped_early": ended["status"] == "stopped_early",
                 "diverged": bool(diverged), "diverged_epoch": diverged or None,
                 "val": {"loss": line["val_loss"][i] if line else None,
                         "accuracy": line["val_accuracy"][i] if line else None},
@@ -232,9 +406,27 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
     return records
 
 
+def _ended(prep: Prepared, state: SweepState, i: int, epochs_run: int, active: bool, diverged: int) -> dict[str, Any]:
+    """How member i ended: ``diverged``; what a schedule recorded (``pruned`` with its rung, ...);
+    ``stopped_early`` (patience); or ``finished`` (trained every epoch, or still training at the end)."""
+    if diverged:
+        return {"status": "diverged"}
+    if i in state.status:
+        return dict(state.status[i])
+    if epochs_run < prep.config.epochs and not active:
+        return {"status": "stopped_early"}
+    return {"status": "finished"}
+
+
+def member_epochs(state: SweepState) -> int:
+    """Member-epochs actually trained (each member counts once per epoch it trained)."""
+    return sum(sum(v is not None for v in record["val_loss"]) for record in state.history)
+
+
 def member_variables(prep: Prepared, state: SweepState) -> list[Any]:
     """Every member's final variables (the best epoch's with early stopping) as numpy trees, by index."""
     out: dict[int, Any] = {}
+    state = canonical(prep, state)
     for u, unit in enumerate(prep.units):
         host = hosts.get(train.final_variables(prep.programs[unit.group].setup, state.units[u]))
         for a, b, i in unit.members():

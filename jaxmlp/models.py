@@ -47,6 +47,18 @@ def check_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Factory:
+    """``hp -> module`` for a group: a registered name (or a user's factory) with the group's spec. Equal
+    groups give equal factories, so compiled programs are reused across sweeps in one process."""
+
+    model: Any          # a registered name or a user's factory hp -> module
+    spec: Spec
+
+    def __call__(self, hp: Mapping[str, Any]) -> nn.Module:
+        return build(self.model, self.spec, hp)
+
+
 def build(model: str | Callable[[Mapping[str, Any]], nn.Module], spec: Spec, hp: Mapping[str, Any]) -> nn.Module:
     """The module of one member: a user's factory called with `hp`, or a registered model."""
     if callable(model):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from functools import partial
+from collections import OrderedDict
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
@@ -67,7 +67,7 @@ def setup_for(config: SweepConfig, group: Group, ds: Dataset, n_train: int) -> t
     st = group.static
     spec = models.Spec(tuple(st["hidden"]), st["activation"], st["batch_norm"], ds.num_classes)
     steps = config.epochs * train.steps_per_epoch(n_train, st["batch_size"])
-    return train.Setup(partial(models.build, st["model"], spec), st["optimizer"], ds.input_shape,
+    return train.Setup(models.Factory(st["model"], spec), st["optimizer"], ds.input_shape,
                        batch_size=st["batch_size"], patience=config.patience, lr_schedule=config.lr_schedule,
                        total_steps=steps, loss=config.loss)
 
@@ -181,9 +181,33 @@ class GroupProgram:
         return self.compiled_epoch
 
 
+# Programs built in this process, by everything they depend on: a search that trains batch after batch of
+# new points (or reruns a sweep) reuses the compiled epoch instead of compiling it again.
+_PROGRAMS: "OrderedDict[tuple, GroupProgram]" = OrderedDict()
+_KEEP_PROGRAMS = 16
+
+
 def build_program(config: SweepConfig, setup: train.Setup, info: GroupInfo, unit: Unit, n_devices: int,
                   n_train: int) -> GroupProgram:
-    """The jitted init, epoch and test functions for the units of a group (which share one shape)."""
+    """The jitted init, epoch and test functions for the units of a group (which share one shape); the
+    same objects, compiled epoch included, when this process built them before."""
+    key = (setup, info, unit.shape, unit.shard_axis, n_devices, n_train, member_block(config, info),
+           jax.local_devices()[0].platform)
+    try:
+        hash(key)
+    except TypeError:   # a user's factory or loss that cannot be hashed: build afresh
+        return _build_program(config, setup, info, unit, n_devices, n_train)
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+    _PROGRAMS[key] = program = _build_program(config, setup, info, unit, n_devices, n_train)
+    while len(_PROGRAMS) > _KEEP_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
+    return program
+
+
+def _build_program(config: SweepConfig, setup: train.Setup, info: GroupInfo, unit: Unit, n_devices: int,
+                   n_train: int) -> GroupProgram:
     block = member_block(config, info)
     split = n_devices if unit.shard_axis == 1 else 1
     grid = lambda fn, member_args, shared_args, prelude=None: _grid_map(fn, member_args, shared_args, block,
@@ -224,8 +248,17 @@ def _draw_bytes(setup: train.Setup, info: GroupInfo, n_train: int) -> int:
     return sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(shapes))
 
 
-def unit_hparams(group: Group, info: GroupInfo, unit: Unit) -> dict[str, np.ndarray]:
-    """The unit's (s, h) float32 array of each hyperparameter the program takes."""
+def unit_hparams(group: Group, info: GroupInfo, unit: Unit,
+                 overrides: Mapping[int, Mapping[str, float]] | None = None) -> dict[str, np.ndarray]:
+    """The unit's (s, h) float32 array of each hyperparameter the program takes: each member's point, or
+    the values a schedule set for it since (`overrides`, by global member index: population-based training)."""
     values = _values(group)
-    return {n: np.array([[values[n][j] for j in unit.hparams] for _ in unit.streams], np.float32)
-            for n in info.names}
+    out = {n: np.asarray(values[n], np.float32)[unit.points] for n in info.names}
+    for a, b in zip(*np.nonzero(unit.real)):
+        for n, v in (overrides or {}).get(int(unit.index[a, b]), {}).items():
+            if n not in out:
+                raise UsageError(f"hyperparameter {n!r} cannot change during training in group {group.name()}: it "
+                                 "is 0 for every member (its term is left out of the program) or not read; give "
+                                 "some member a nonzero value")
+            out[n][a, b] = v
+    return out

@@ -36,6 +36,7 @@ class Results:
     variables: list[Any] | None = None   # per-member final variables (numpy), only when asked for; not written
     command: str | None = None           # the command line (or Python call) that made the run
     provenance: dict[str, Any] = field(default_factory=dict)   # see provenance()
+    events: list[dict[str, Any]] = field(default_factory=list)  # what schedules did (PBT's exploits, ...)
 
     def best(self, metric: str = "accuracy", split: str = "val") -> dict[str, Any]:
         """The member with the highest ``split`` ``metric`` (lowest, for a loss), chosen on validation by
@@ -71,6 +72,8 @@ class Results:
             out["command"] = self.command
         if self.provenance:
             out["provenance"] = self.provenance
+        if self.events:
+            out["events"] = self.events
         return out
 
     def write(self, out: str | os.PathLike) -> Path:
@@ -105,7 +108,7 @@ class Results:
                              "command to write the history again (it resumes from its checkpoints)") from None
         return cls(d["config"], d["members"], history, d.get("timing", {}), d.get("versions", {}),
                    d.get("devices", []), command=d.get("command"),
-                   provenance=d.get("provenance", {}))
+                   provenance=d.get("provenance", {}), events=d.get("events", []))
 
 
 def _json_safe(obj: Any) -> Any:

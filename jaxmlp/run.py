@@ -20,6 +20,7 @@ from jaxmlp import checkpoint, hostdevices, hosts, results, run_dir
 from jaxmlp.callbacks import Callback, call
 from jaxmlp import members as members_lib
 from jaxmlp.config import SweepConfig
+from jaxmlp.population import Population
 from jaxmlp.errors import UsageError
 
 
@@ -51,7 +52,8 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
               checkpoint_dir: str | os.PathLike | None = checkpoint.DEFAULT, resume: bool = False,
               new_run: bool = False, checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
               name: str | None = None, keep_variables: bool = False,
-              command: str | None = None, replace: bool = False, callbacks: Sequence[Callback] = ()) -> results.Results:
+              command: str | None = None, replace: bool = False, callbacks: Sequence[Callback] = (),
+              repack: bool = True) -> results.Results:
     """Train every member of `config`; write the run directory `out` (if given) and return the results.
 
     The sweep state is saved to `checkpoint_dir` (by default ``<out>/checkpoints``; None: no checkpoints)
@@ -60,7 +62,9 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     `out` holding another sweep's results is refused unless `replace`, which replaces that run whole. With
     `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees (they are
     always written to ``out/variables.npz`` for :func:`jaxmlp.load`). `callbacks`: hooks into the loop
-    (:class:`jaxmlp.callbacks.Callback`).
+    (:class:`jaxmlp.callbacks.Callback`; a schedule that stops members is one). With `repack`, members
+    still training are packed into smaller batches once stops (patience, a schedule, divergence) at least
+    halve a group's work (:func:`jaxmlp.members.repack`), so the epochs get cheaper.
 
     Several processes (:func:`jaxmlp.hosts.start` first): each returns the same results; only process 0
     writes `out` and shows `progress`, the others write nothing there.
@@ -87,6 +91,8 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         note = hostdevices.single_device_note()
         if note:
             print(f"jaxmlp: note: {note}", file=sys.stderr)
+    # Programs may come compiled from an earlier sweep of this process (jaxmlp.program.build_program).
+    compile_at_start = prep.compile_s()
     state = ckpt.restore(prep) if ckpt is not None else None
     state = state or members_lib.initial_state(prep)
     history_path = None
@@ -101,20 +107,25 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
 
     bar = tqdm(total=config.epochs, initial=state.epoch, desc=name or "sweep", unit="epoch",
                disable=not progress, dynamic_ncols=True)
-    train_s, checkpoint_s, samples = 0.0, 0.0, 0
+    train_s, checkpoint_s, repack_s, samples = 0.0, 0.0, 0.0, 0
     # Samples one epoch trains, per member (members of a group share the dataset and split).
     member_samples = [prep.group_data(g).n_train for g, group in enumerate(prep.groups) for _ in range(group.size)]
     try:
         while state.epoch < config.epochs and not members_lib.all_stopped(prep, state):
-            compile_before = sum(p.compile_s for p in prep.programs)
+            compile_before = prep.compile_s()
             call(callbacks, "on_epoch_start", state.epoch + 1)
             t0 = time.perf_counter()
             record = members_lib.run_epoch(prep, state, lambda e, u: call(callbacks, "on_unit_start", e, u))
-            train_s += time.perf_counter() - t0 - (sum(p.compile_s for p in prep.programs) - compile_before)
+            train_s += time.perf_counter() - t0 - (prep.compile_s() - compile_before)
             samples += sum(n for n, v in zip(member_samples, record["val_loss"]) if v is not None)
             if history_path is not None:
                 results.append_history(history_path, record)
             call(callbacks, "on_epoch_end", state.epoch, record)
+            call(callbacks, "on_population", Population(prep, state))
+            if repack:
+                t0 = time.perf_counter()
+                members_lib.repack(prep, state)
+                repack_s += time.perf_counter() - t0
             if ckpt is not None:
                 call(callbacks, "on_checkpoint_start", state.epoch)
                 t0 = time.perf_counter()
@@ -137,12 +148,15 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         config=config.to_dict(),
         members=members_lib.member_records(prep, state),
         history=state.history,
+        events=state.events,
         # train_s: the epochs alone; checkpoint_s: what saving blocked (on CPU the saves themselves; on an
         # accelerator the copies to the host and waiting for the last write), so train_s + checkpoint_s
         # is the loop's wall time.
-        timing={"compile_s": round(sum(p.compile_s for p in prep.programs), 3), "train_s": round(train_s, 3),
-                "compiled_epochs": sum(p.compiled_epoch is not None for p in prep.programs),
-                "checkpoint_s": round(checkpoint_s, 3),
+        timing={"compile_s": round(prep.compile_s() - compile_at_start, 3), "train_s": round(train_s, 3),
+                "compiled_epochs": len(prep.used),   # distinct epoch programs run (some may have been compiled before)
+                "checkpoint_s": round(checkpoint_s, 3), "repack_s": round(repack_s, 3),
+                # What stopping members saved: member-epochs trained against every member training every epoch.
+                "member_epochs": members_lib.member_epochs(state), "member_epochs_full": prep.size * config.epochs,
                 "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},
         versions=results.versions(),
         devices=[str(d) for d in prep.layout.devices],

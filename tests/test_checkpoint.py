@@ -303,9 +303,10 @@ def test_group_grid_round_trip_drops_and_restores_padding(synthetic_dir):
     groups = config.groups()
     units = layout.plan(config, 0, groups[0], member_bytes=1, n_devices=1)
     assert len(units) == 4 and not all(u.real.all() for u in units)   # padding exists
-    prep = SimpleNamespace(config=config, groups=groups, units=units, layout=layout.Layout.of(config))
+    prep = SimpleNamespace(config=config, groups=groups, units=units, layout=layout.Layout.of(config),
+                           inputs=[None] * len(units))
     # A member's "state": its index (padding repeats a real member, as in training).
-    fake = [{"who": np.array([[s * 3 + h for h in u.hparams] for s in u.streams]), "active": u.real}
+    fake = [{"who": np.asarray(u.streams)[:, None] * 3 + u.points, "active": u.real}
             for u in units]
     state = members.SweepState(1, fake, [{}])
     grid = checkpoint_state.grid(prep, state, 0)

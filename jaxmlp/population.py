@@ -1,0 +1,88 @@
+"""A sweep's members between two epochs, as schedules see them: their numbers, and stopping them.
+
+A schedule (successive halving, an Optuna pruner, your own rule) is a :class:`jaxmlp.callbacks.Callback`
+whose ``on_population(population)`` runs after each epoch, on every process alike. It reads the epoch's
+metrics and stops members; stopped members cost no compute from then on (the sweep packs the survivors
+into smaller batches: :func:`jaxmlp.members.repack`), and ``results.json`` records how each one ended.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from jaxmlp import members as members_lib
+
+
+class Population:
+    """The members of a sweep after epoch :attr:`epoch`. Indices are global member indices (the order of
+    ``results.members``)."""
+
+    def __init__(self, prep: members_lib.Prepared, state: members_lib.SweepState):
+        self._prep, self._state = prep, state
+        self._hparams: list[dict[str, Any]] | None = None
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (1-based number of the epoch just trained)."""
+        return self._state.epoch
+
+    @property
+    def epochs(self) -> int:
+        """The sweep's epoch budget (``config.epochs``)."""
+        return self._prep.config.epochs
+
+    @property
+    def size(self) -> int:
+        return self._prep.size
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Every epoch's record so far (see :func:`jaxmlp.members.run_epoch`)."""
+        return self._state.history
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """This epoch's record: per member ``train_loss``, ``val_accuracy``, ... (None: not trained this
+        epoch) and ``active``."""
+        return self._state.history[-1]
+
+    def metric(self, name: str = "val_accuracy") -> list[float | None]:
+        """This epoch's `name` for every member (None for members that did not train in it)."""
+        return list(self.record[name])
+
+    def active(self) -> list[int]:
+        """Members still training."""
+        return [i for i, a in enumerate(self.record["active"]) if a]
+
+    def hparams(self, i: int) -> dict[str, Any]:
+        """Member i's settings, as ``results.members[i]["hparams"]`` records them."""
+        if self._hparams is None:
+            self._hparams = [h for g in self._prep.groups for h in g.member_hparams(list(g.defaults()))]
+        return self._hparams[i]
+
+    def stop(self, indices: Iterable[int], status: str = "pruned", **info: Any) -> list[int]:
+        """Stop members `indices` now (their numbers stay those of their last, or best, epoch), recorded in
+        ``results.json`` as `status` with `info` (e.g. ``rung=2``). Returns those it stopped (members
+        already stopped are left as they were)."""
+        return members_lib.stop(self._prep, self._state, indices, status, **info)
+
+    def exploit(self, pairs: Iterable[tuple[int, int]], hparams: dict[int, dict[str, float]] | None = None) -> None:
+        """Population-based training's step: for each (dst, src) member dst takes member src's training
+        state (weights, optimizer state), then members in `hparams` train on with those values from the
+        next epoch (no recompiling: hyperparameters are array inputs). Record what you did with :meth:`log`."""
+        members_lib.exploit(self._prep, self._state, list(pairs), hparams)
+
+    def current_hparams(self, i: int) -> dict[str, Any]:
+        """Member i's settings now: :meth:`hparams` with the values :meth:`exploit` set since."""
+        return {**self.hparams(i), **self._state.overrides.get(i, {})}
+
+    def log(self, event: dict[str, Any]) -> None:
+        """Record `event` (JSON-ready) in ``results.json``'s ``events``, with this epoch; it is checkpointed,
+        so a resumed sweep's events equal an uninterrupted one's."""
+        self._state.events.append({"epoch": self.epoch, **event})
+
+    def mark(self, indices: Iterable[int], status: str, **info: Any) -> None:
+        """Record how members `indices` ended (``results.json`` status and `info`) without stopping them,
+        e.g. ``"replaced"`` for a PBT member whose weights another's replaced. A later stop or mark wins."""
+        for i in indices:
+            self._state.status[int(i)] = {"status": status, "epoch": self.epoch, **info}
