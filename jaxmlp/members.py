@@ -251,12 +251,22 @@ def _member_places(prep: Prepared, state: SweepState) -> dict[int, tuple[int, in
     return {i: (u, a, b) for u, (unit, _, _) in enumerate(state.placed(prep)) for a, b, i in unit.members()}
 
 
-def repack(prep: Prepared, state: SweepState, factor: float = 0.5) -> bool:
+# Repacking compiles the epoch for a new shape (about 3 s on this project's 2-core CPU, whatever the
+# model). "auto" repacks only when the training it saves is larger: the freed member-epochs' arithmetic,
+# 6 FLOPs per weight and sample, against what the device does in about that time. A fixed count, not a
+# timing, so that the decision (and the layout) is the same when a killed sweep resumes.
+REPACK_MIN_FLOPS = {"cpu": 1e12}
+REPACK_MIN_FLOPS_ACCELERATOR = 1e14
+
+
+def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: str = "auto") -> bool:
     """Pack the members still training into smaller units when that at least halves (`factor`) a group's
-    work per epoch; units whose members all stopped stay as they are (never trained again) and give up
-    the moved members. The new layout is a function of which members still train (:func:`jaxmlp.layout.pack`),
-    so a resumed sweep repacks as an uninterrupted one did. Returns whether anything moved. Every
-    process must call it alike (it gathers the states to the host and places them again)."""
+    work per epoch and (`when` ``"auto"``) the arithmetic it saves over the remaining epochs outweighs a
+    compile (:data:`REPACK_MIN_FLOPS`; ``"always"``: whenever it halves the work). Units whose members all
+    stopped stay as they are (never trained again) and give up the moved members. The new layout is a
+    function of which members still train (:func:`jaxmlp.layout.pack`), so a resumed sweep repacks as an
+    uninterrupted one did. Returns whether anything moved. Every process must call it alike (it gathers
+    the states to the host and places them again)."""
     placed = state.placed(prep)
     n_devices = len(prep.layout.devices)
     moved_any = False
@@ -272,7 +282,13 @@ def repack(prep: Prepared, state: SweepState, factor: float = 0.5) -> bool:
             active += [(unit.streams[a], int(unit.points[a, b]), i, u, a, b) for a, b, i in unit.members() if act[a, b]]
         chunk = prep.config.chunk_size or max(u.real.size for u in prep.units if u.group == g)
         new_units = pack_units(g, [(s_, p, i) for s_, p, i, *_ in active], chunk, n_devices)
-        if sum(unit.real.size for unit in new_units) > factor * capacity:
+        new_capacity = sum(unit.real.size for unit in new_units)
+        if new_capacity > factor * capacity:
+            continue
+        saved = ((capacity - new_capacity) * (prep.config.epochs - state.epoch) * 6
+                 * prep.programs[g].info.n_params * prep.group_data(g).n_train)
+        platform = prep.layout.devices[0].platform
+        if when == "auto" and saved < REPACK_MIN_FLOPS.get(platform, REPACK_MIN_FLOPS_ACCELERATOR):
             continue
         where = {i: (u, a, b) for _, _, i, u, a, b in active}
         host = {u: hosts.get(placed[u][1]) for u in live}

@@ -53,7 +53,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
               new_run: bool = False, checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
               name: str | None = None, keep_variables: bool = False,
               command: str | None = None, replace: bool = False, callbacks: Sequence[Callback] = (),
-              repack: bool = True) -> results.Results:
+              repack: bool | str = "auto") -> results.Results:
     """Train every member of `config`; write the run directory `out` (if given) and return the results.
 
     The sweep state is saved to `checkpoint_dir` (by default ``<out>/checkpoints``; None: no checkpoints)
@@ -62,9 +62,10 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     `out` holding another sweep's results is refused unless `replace`, which replaces that run whole. With
     `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees (they are
     always written to ``out/variables.npz`` for :func:`jaxmlp.load`). `callbacks`: hooks into the loop
-    (:class:`jaxmlp.callbacks.Callback`; a schedule that stops members is one). With `repack`, members
-    still training are packed into smaller batches once stops (patience, a schedule, divergence) at least
-    halve a group's work (:func:`jaxmlp.members.repack`), so the epochs get cheaper.
+    (:class:`jaxmlp.callbacks.Callback`; a schedule that stops members is one). `repack`: members still
+    training are packed into smaller batches once stops (patience, a schedule, divergence) at least halve a
+    group's work, so the epochs get cheaper: ``"auto"`` when the training saved outweighs compiling the
+    smaller batch, True whenever, False never (:func:`jaxmlp.members.repack`).
 
     Several processes (:func:`jaxmlp.hosts.start` first): each returns the same results; only process 0
     writes `out` and shows `progress`, the others write nothing there.
@@ -124,7 +125,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
             call(callbacks, "on_population", Population(prep, state))
             if repack:
                 t0 = time.perf_counter()
-                members_lib.repack(prep, state)
+                members_lib.repack(prep, state, when="auto" if repack == "auto" else "always")
                 repack_s += time.perf_counter() - t0
             if ckpt is not None:
                 call(callbacks, "on_checkpoint_start", state.epoch)

@@ -47,7 +47,9 @@ def config(data_dir):
 @pytest.fixture(scope="module")
 def repacked(synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("repacked") / "run"
-    return jaxmlp.sweep(config(synthetic_dir), out, progress=False, callbacks=[KeepEighth()], keep_variables=True)
+    # repack=True: these tiny members save less arithmetic than a compile costs, which "auto" would not pay.
+    return jaxmlp.sweep(config(synthetic_dir), out, progress=False, callbacks=[KeepEighth()], keep_variables=True,
+                        repack=True)
 
 
 def test_stopped_members_leave_the_batch_and_are_reported(repacked):
@@ -76,8 +78,9 @@ def test_repacking_changes_no_member(repacked, synthetic_dir):
 def test_a_sweep_killed_after_repacking_resumes_exactly(repacked, synthetic_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(Killed):
-        jaxmlp.sweep(config(synthetic_dir), out, progress=False, callbacks=[KeepEighth(), KillAfter(2)])
-    resumed = jaxmlp.sweep(config(synthetic_dir), out, progress=False, callbacks=[KeepEighth()], keep_variables=True)
+        jaxmlp.sweep(config(synthetic_dir), out, progress=False, callbacks=[KeepEighth(), KillAfter(2)], repack=True)
+    resumed = jaxmlp.sweep(config(synthetic_dir), out, progress=False, callbacks=[KeepEighth()], keep_variables=True,
+                           repack=True)
     assert resumed.timing["compiled_epochs"] == 1             # the resumed epoch 3 ran in the restored layout
     assert resumed.members == repacked.members
     for va, vb in zip(resumed.variables, repacked.variables):
@@ -89,6 +92,12 @@ def jaxmlp_leaves(tree):
     import jax
 
     return jax.tree.leaves(tree)
+
+
+def test_auto_repacks_only_when_the_saved_training_outweighs_a_compile(synthetic_dir):
+    # 28 freed tiny members for 2 epochs of 540 samples: about 1e10 FLOPs, far below a compile's worth.
+    res = jaxmlp.sweep(config(synthetic_dir), progress=False, callbacks=[KeepEighth()])
+    assert res.timing["compiled_epochs"] == 1 and res.timing["member_epochs"] == 32 + 2 * 4
 
 
 def test_pack_gives_a_row_per_stream_bucketed_and_padded():
