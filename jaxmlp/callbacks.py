@@ -12,6 +12,10 @@ from typing import Any, Sequence
 class Callback:
     """Subclass and override what you need; the defaults do nothing."""
 
+    def on_start(self, population: Any) -> None:
+        """Once, before the first epoch of a sweep that starts afresh (not on a resume: what it did then is
+        in the checkpoint): e.g. hold members back (:meth:`jaxmlp.population.Population.hold`)."""
+
     def on_epoch_start(self, epoch: int) -> None:
         """Before epoch `epoch` (1-based) trains."""
 

@@ -96,7 +96,8 @@ def sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], meta: dict[st
         units.append(hosts.put(grid, prep.layout.members(unit)))
     status = {int(i): dict(v) for i, v in (meta.get("status") or {}).items()}
     return members_lib.SweepState(int(meta["epoch"]), units, list(meta["history"]), layout, inputs, status,
-                                  overrides, list(meta.get("events") or []))
+                                  overrides, list(meta.get("events") or []),
+                                  {int(i): int(e) for i, e in (meta.get("started") or {}).items()})
 
 
 def layout_meta(prep: members_lib.Prepared, state: members_lib.SweepState) -> dict[str, Any]:
@@ -104,7 +105,8 @@ def layout_meta(prep: members_lib.Prepared, state: members_lib.SweepState) -> di
     layout = state.layout if state.layout is not None else prep.units
     return {"layout": [u.to_dict() for u in layout], "layout_devices": len(prep.layout.devices),
             "status": {str(i): v for i, v in state.status.items()},
-            "overrides": {str(i): v for i, v in state.overrides.items()}, "events": list(state.events)}
+            "overrides": {str(i): v for i, v in state.overrides.items()}, "events": list(state.events),
+            "started": {str(i): e for i, e in state.started.items()}}
 
 
 def target(prep: members_lib.Prepared) -> dict[str, Any]:

@@ -132,6 +132,7 @@ class SweepState:
     status: dict[int, dict[str, Any]] = field(default_factory=dict)   # member index -> {"status", "epoch", ...}
     overrides: dict[int, dict[str, float]] = field(default_factory=dict)   # member -> values set by a schedule
     events: list[dict[str, Any]] = field(default_factory=list)   # what schedules did (e.g. PBT's exploits)
+    started: dict[int, int] = field(default_factory=dict)   # member -> epochs completed before it started (if > 0)
 
     def placed(self, prep: "Prepared") -> list[tuple[Unit, train.MemberState, tuple[dict, train.Stream]]]:
         """(unit, its member states, its inputs) for every unit the members now live in."""
@@ -246,6 +247,33 @@ def stop(prep: Prepared, state: SweepState, indices: Any, status: str = "pruned"
     return sorted(stopped)
 
 
+def hold(prep: Prepared, state: SweepState, indices: Any) -> list[int]:
+    """Keep members `indices` waiting (untrained, costing nothing) until :func:`start`; before epoch 1."""
+    if state.epoch:
+        raise UsageError("members can be held back only before the first epoch; stop them instead")
+    return stop(prep, state, indices, "waiting")
+
+
+def start(prep: Prepared, state: SweepState, indices: Any) -> list[int]:
+    """Start waiting members `indices` (see :func:`hold`) from the next epoch: they train from their
+    initial state, with the epochs still left. Returns those started."""
+    wanted = {int(i) for i in indices}
+    started = []
+    for u, (unit, st, _) in enumerate(state.placed(prep)):
+        hit = np.isin(unit.index, [i for i in wanted if state.status.get(i, {}).get("status") == "waiting"]) & unit.real
+        if not hit.any():
+            continue
+        active = hosts.get(st.active)
+        state.units[u] = st._replace(active=hosts.put(active | hit, prep.layout.members(unit)))
+        for a, b in zip(*np.nonzero(hit)):
+            i = int(unit.index[a, b])
+            del state.status[i]
+            if state.epoch:
+                state.started[i] = state.epoch
+            started.append(i)
+    return sorted(started)
+
+
 def _member_places(prep: Prepared, state: SweepState) -> dict[int, tuple[int, int, int]]:
     """Global member index -> (unit position, row, column) where it lives now."""
     return {i: (u, a, b) for u, (unit, _, _) in enumerate(state.placed(prep)) for a, b, i in unit.members()}
@@ -335,7 +363,7 @@ def canonical(prep: Prepared, state: SweepState) -> SweepState:
 
     grids = {f"group_{g}": checkpoint_state.grid(prep, state, g) for g in range(len(prep.groups))}
     meta = {"epoch": state.epoch, "history": state.history, "status": state.status, "events": state.events,
-            "overrides": state.overrides}
+            "overrides": state.overrides, "started": state.started}
     return checkpoint_state.sweep_state(prep, grids, meta, planned=True)
 
 
@@ -405,7 +433,8 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
             epochs_run, best = int(f["epochs_run"]), int(f["best_epoch"])
             diverged = int(f["diverged_epoch"])
             used = best if prep.config.patience > 0 else epochs_run
-            line = state.history[used - 1] if used >= 1 else None
+            # A member that started late (jaxmlp.population.Population.start) counts its epochs from there.
+            line = state.history[state.started.get(i, 0) + used - 1] if used >= 1 else None
             # A member that diverged keeps the numbers of its last finite epoch, or none at all when that was
             # its initialisation (an untrained model's numbers are not a result).
             test = tests[i] if line else {"loss": None, "accuracy": None}
@@ -413,6 +442,7 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
             records.append({
                 "index": i, "hparams": hparams, "best_epoch": best, "epochs_run": epochs_run,
                 "status": ended["status"], **{k: v for k, v in ended.items() if k not in ("status", "epoch")},
+                **({"started_epoch": state.started[i]} if i in state.started else {}),
                 "stopped_early": ended["status"] == "stopped_early",
                 "diverged": bool(diverged), "diverged_epoch": diverged or None,
                 "val": {"loss": line["val_loss"][i] if line else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from jaxmlp import hosts
 from jaxmlp import members as members_lib
 
 
@@ -35,6 +36,29 @@ class Population:
     def size(self) -> int:
         return self._prep.size
 
+    def started(self, i: int) -> int:
+        """Epochs the sweep had completed when member i started (0 unless it waited: :meth:`start`)."""
+        return self._state.started.get(i, 0)
+
+    def trained(self, i: int) -> int:
+        """Epochs member i has trained so far (those with a number in the history)."""
+        return sum(record["val_loss"][i] is not None for record in self._state.history)
+
+    def waiting(self) -> list[int]:
+        """Members held back that have not started (see :meth:`hold`)."""
+        return sorted(i for i, s in self._state.status.items() if s.get("status") == "waiting")
+
+    def hold(self, indices: Iterable[int]) -> list[int]:
+        """Keep members `indices` waiting, untrained, until :meth:`start` (only in ``on_start``, before the
+        first epoch): with :meth:`start` a schedule keeps a fixed number of members training and fills
+        places that stops free with new members (asynchronous successive halving)."""
+        return members_lib.hold(self._prep, self._state, indices)
+
+    def start(self, indices: Iterable[int]) -> list[int]:
+        """Start waiting members `indices` from the next epoch (from their initial state; their epochs are
+        then counted from here: :meth:`started`). The sweep packs them with those still training."""
+        return members_lib.start(self._prep, self._state, indices)
+
     @property
     def history(self) -> list[dict[str, Any]]:
         """Every epoch's record so far (see :func:`jaxmlp.members.run_epoch`)."""
@@ -51,8 +75,12 @@ class Population:
         return list(self.record[name])
 
     def active(self) -> list[int]:
-        """Members still training."""
-        return [i for i, a in enumerate(self.record["active"]) if a]
+        """Members training now (after this epoch's stops and starts so far)."""
+        out = []
+        for unit, st, _ in self._state.placed(self._prep):
+            act = hosts.get(st.active)
+            out += [i for a, b, i in unit.members() if act[a, b]]
+        return sorted(out)
 
     def hparams(self, i: int) -> dict[str, Any]:
         """Member i's settings, as ``results.members[i]["hparams"]`` records them."""

@@ -95,7 +95,11 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     # Programs may come compiled from an earlier sweep of this process (jaxmlp.program.build_program).
     compile_at_start = prep.compile_s()
     state = ckpt.restore(prep) if ckpt is not None else None
-    state = state or members_lib.initial_state(prep)
+    if state is None:
+        state = members_lib.initial_state(prep)
+        call(callbacks, "on_start", Population(prep, state))
+        if repack:   # members held back leave the batch before the first epoch
+            members_lib.repack(prep, state, when="auto" if repack == "auto" else "always")
     history_path = None
     if out is not None:
         if replacing:

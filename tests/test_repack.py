@@ -15,6 +15,7 @@ import pytest
 import jaxmlp
 from jaxmlp import layout
 from jaxmlp.callbacks import Callback
+from interrupt import KillAfter, Killed
 
 
 class KeepEighth(Callback):
@@ -23,19 +24,6 @@ class KeepEighth(Callback):
     def on_population(self, population):
         if population.epoch == 1:
             population.stop([i for i in population.active() if i % 8], rung=1)
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAfter(Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_checkpoint_end(self, epoch):
-        if epoch == self.epoch:
-            raise Killed
 
 
 def config(data_dir):
