@@ -389,6 +389,8 @@ def exploit(prep: Prepared, state: SweepState, pairs: list[tuple[int, int]],
                 d[ad, bd] = s_[as_, bs]
             jax.tree.map(put, copies[ud], host[us])
             copies[ud].active[ad, bd], copies[ud].diverged_epoch[ad, bd] = keep
+            # Its best epoch must be one it trains from here on: the history holds its own numbers, not src's.
+            copies[ud].best_val_loss[ad, bd], copies[ud].bad_epochs[ad, bd] = np.inf, 0
         for u, tree in copies.items():
             state.units[u] = hosts.put(tree, prep.layout.members(placed[u][0]))
     for i, values in (hparams or {}).items():
@@ -443,6 +445,8 @@ def member_records(prep: Prepared, state: SweepState) -> list[dict[str, Any]]:
                 "index": i, "hparams": hparams, "best_epoch": best, "epochs_run": epochs_run,
                 "status": ended["status"], **{k: v for k, v in ended.items() if k not in ("status", "epoch")},
                 **({"started_epoch": state.started[i]} if i in state.started else {}),
+                # The values a schedule (PBT) set last; "hparams" are those the member started with.
+                **({"final_hparams": {**hparams, **state.overrides[i]}} if i in state.overrides else {}),
                 "stopped_early": ended["status"] == "stopped_early",
                 "diverged": bool(diverged), "diverged_epoch": diverged or None,
                 "val": {"loss": line["val_loss"][i] if line else None,

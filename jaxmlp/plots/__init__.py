@@ -86,4 +86,8 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     grid_axes = [a for a in axes if a not in REPLICATES]
     for a, b in itertools.combinations(grid_axes, 2):
         written.append(_save(heatmap(res, a, b).figure, out / f"heatmap_{a}_{b}_test_accuracy.png"))
+    if any(e.get("schedule") == "pbt" for e in res.events):
+        from jaxmlp.plots.pbt import pbt_schedules   # imported here: only PBT runs draw it
+
+        written.append(_save(pbt_schedules(res), out / "pbt_schedules.png"))
     return written

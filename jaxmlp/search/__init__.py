@@ -1,5 +1,9 @@
-"""Searching inside the population: member sets beyond grids (random and quasi-random points)."""
+"""Searching inside the population: member sets beyond grids (random and quasi-random points), schedules
+that stop members (successive halving, asynchronous successive halving), population-based training, and
+Optuna driving a sweep (``jaxmlp.search.optuna_search``, with the ``search`` extra)."""
 
+from jaxmlp.search.asha import ASHA
+from jaxmlp.search.pbt import PBT, lineage, pbt_sweep, schedules
 from jaxmlp.search.points import Choice, IntRange, Range, parse_spec, sample
 
-__all__ = ["Choice", "IntRange", "Range", "parse_spec", "sample"]
+__all__ = ["ASHA", "PBT", "Choice", "IntRange", "Range", "lineage", "parse_spec", "pbt_sweep", "sample", "schedules"]
