@@ -1,4 +1,4 @@
-"""The ``jaxmlp`` command: ``train``, ``sweep``, ``plot``, ``evaluate``, ``compare``.
+"""The ``jaxmlp`` command: ``train``, ``sweep``, ``hyperband``, ``plot``, ``evaluate``, ``compare``.
 
 Bad input ends with one line on stderr and exit code 2, before anything is written. jax is imported only
 after the arguments are parsed, so that host-device settings (XLA_FLAGS) can still take effect, and a run
@@ -18,6 +18,7 @@ from jaxmlp import hparams
 from jaxmlp.errors import UsageError
 from jaxmlp.processes import add_process_flags, join_processes, processes_from_args
 from jaxmlp.hostdevices import use_one_device_per_core
+from jaxmlp.search import halving_cli
 
 EXIT_USAGE = 2
 
@@ -90,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxmlp", description="Train sweeps of small image classifiers as one vmapped JAX job.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run_flags(sub.add_parser("train", help="train one model (a sweep of one member)"), sweep=False)
-    _add_run_flags(sub.add_parser("sweep", help="train every member of a hyperparameter grid at once"), sweep=True)
+    p = sub.add_parser("sweep", help="train every member of a hyperparameter grid at once")
+    _add_run_flags(p, sweep=True)
+    halving_cli.add_halving_flags(p)
+    halving_cli.add_hyperband_parser(sub, _add_run_flags)
     p = sub.add_parser("plot", help="redraw a run's figures from its results files")
     p.add_argument("run_dir")
     p = sub.add_parser("evaluate", help="test accuracy of one trained member, from its checkpoint")
@@ -175,6 +179,7 @@ def config_from_args(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     processes = processes_from_args(args)
     config = config_from_args(args)
+    schedules = halving_cli.halving_callbacks(args)
     out = Path(args.out or f"runs/{args.command}")
     if args.checkpoint_every < 1 or args.keep < 1:
         raise UsageError("--checkpoint-every and --keep must be at least 1")
@@ -190,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
     res = run_sweep(config, out, progress=not args.quiet, checkpoint_dir=ckpt_dir, resume=args.resume,
                     new_run=args.new_run, replace=args.replace, checkpoint_every=args.checkpoint_every, keep=args.keep,
                     plots=not args.no_plots, name=out.name, command=shlex.join(["jaxmlp", *args.argv]),
-                    callbacks=args.callbacks)
+                    callbacks=[*args.callbacks, *schedules])
     if hosts.is_primary():   # the others print nothing but errors
         diverged = sum(bool(m.get("diverged")) for m in res.members)
         if diverged == len(res.members):
@@ -245,7 +250,7 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[Any] = ()) -> in
         args.argv = argv
         args.callbacks = list(callbacks)
         handler = {"train": _run, "sweep": _run, "plot": _plot, "evaluate": _evaluate,
-                   "compare": _compare}[args.command]
+                   "compare": _compare, "hyperband": halving_cli.run_hyperband}[args.command]
         return handler(args)
     except UsageError as e:
         print(f"jaxmlp: error: {e}", file=sys.stderr)

@@ -84,6 +84,7 @@ class Prepared:
     inputs: list[tuple[dict, train.Stream]]
     shaped: dict[tuple, GroupProgram] = field(default_factory=dict)   # programs of repacked units' shapes
     used: set[int] = field(default_factory=set)   # ids of the epoch programs this sweep has run
+    compiled_s: float = 0.0   # seconds this sweep spent compiling (programs may come compiled from an earlier one)
 
     @property
     def size(self) -> int:
@@ -107,8 +108,8 @@ class Prepared:
         return [*self.programs, *self.shaped.values()]
 
     def compile_s(self) -> float:
-        """Seconds spent compiling epoch programs so far."""
-        return sum(p.compile_s for p in self.all_programs())
+        """Seconds this sweep has spent compiling epoch programs so far."""
+        return self.compiled_s
 
     def group_data(self, g: int) -> DeviceData:
         return self.data[data_lib.describe(self.groups[g].static["dataset"])]
@@ -206,7 +207,10 @@ def run_epoch(prep: Prepared, state: SweepState, on_unit: Callable[[int, int], N
         args = (st, hp, stream, prep.group_data(unit.group).pool, jnp.int32(state.epoch))
         program = prep.program(unit)
         prep.used.add(id(program))
-        st, metrics = program.compiled(args)(*args)
+        before = program.compile_s
+        epoch_fn = program.compiled(args)
+        prep.compiled_s += program.compile_s - before
+        st, metrics = epoch_fn(*args)
         state.units[u] = st
         metrics, now_active, diverged = hosts.get((metrics, st.active, st.diverged_epoch))
         for a, b, i in unit.members():

@@ -86,6 +86,10 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     grid_axes = [a for a in axes if a not in REPLICATES]
     for a, b in itertools.combinations(grid_axes, 2):
         written.append(_save(heatmap(res, a, b).figure, out / f"heatmap_{a}_{b}_test_accuracy.png"))
+    if res.history and any(m.get("status") == "pruned" for m in res.members):
+        from jaxmlp.plots.compute import best_vs_compute   # imported here: only runs a schedule pruned draw it
+
+        written.append(_save(best_vs_compute({run_dir.name: res}).figure, out / "compute.png"))
     if any(e.get("schedule") == "pbt" for e in res.events):
         from jaxmlp.plots.pbt import pbt_schedules   # imported here: only PBT runs draw it
 

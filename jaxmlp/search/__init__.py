@@ -3,7 +3,9 @@ that stop members (successive halving, asynchronous successive halving), populat
 Optuna driving a sweep (``jaxmlp.search.optuna_search``, with the ``search`` extra)."""
 
 from jaxmlp.search.asha import ASHA
+from jaxmlp.search.halving import SuccessiveHalving, brackets, hyperband
 from jaxmlp.search.pbt import PBT, lineage, pbt_sweep, schedules
 from jaxmlp.search.points import Choice, IntRange, Range, parse_spec, sample
 
-__all__ = ["ASHA", "PBT", "Choice", "IntRange", "Range", "lineage", "parse_spec", "pbt_sweep", "sample", "schedules"]
+__all__ = ["ASHA", "PBT", "Choice", "IntRange", "Range", "SuccessiveHalving", "brackets", "hyperband", "lineage",
+           "parse_spec", "pbt_sweep", "sample", "schedules"]
