@@ -1,4 +1,4 @@
-"""The ``jaxmlp`` command: ``train``, ``sweep``, ``hyperband``, ``plot``, ``evaluate``, ``compare``.
+"""The ``jaxmlp`` command: ``train``, ``sweep``, ``hyperband``, ``search``, ``plot``, ``evaluate``, ``compare``.
 
 Bad input ends with one line on stderr and exit code 2, before anything is written. jax is imported only
 after the arguments are parsed, so that host-device settings (XLA_FLAGS) can still take effect, and a run
@@ -18,7 +18,7 @@ from jaxmlp import hparams
 from jaxmlp.errors import UsageError
 from jaxmlp.processes import add_process_flags, join_processes, processes_from_args
 from jaxmlp.hostdevices import use_one_device_per_core
-from jaxmlp.search import halving_cli
+from jaxmlp.search import halving_cli, search_cli
 
 EXIT_USAGE = 2
 
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p, sweep=True)
     halving_cli.add_halving_flags(p)
     halving_cli.add_hyperband_parser(sub, _add_run_flags)
+    search_cli.add_parser(sub)
     p = sub.add_parser("plot", help="redraw a run's figures from its results files")
     p.add_argument("run_dir")
     p = sub.add_parser("evaluate", help="test accuracy of one trained member, from its checkpoint")
@@ -250,7 +251,8 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[Any] = ()) -> in
         args.argv = argv
         args.callbacks = list(callbacks)
         handler = {"train": _run, "sweep": _run, "plot": _plot, "evaluate": _evaluate,
-                   "compare": _compare, "hyperband": halving_cli.run_hyperband}[args.command]
+                   "compare": _compare, "hyperband": halving_cli.run_hyperband,
+                   "search": search_cli.run}[args.command]
         return handler(args)
     except UsageError as e:
         print(f"jaxmlp: error: {e}", file=sys.stderr)
