@@ -88,3 +88,19 @@ def test_a_killed_asha_sweep_resumes_exactly(run, synthetic_dir, tmp_path):
 def test_bad_settings_are_refused_in_one_line(kwargs, message):
     with pytest.raises(UsageError, match=message):
         ASHA(**kwargs)
+
+
+def test_the_command_line_runs_asha(synthetic_dir, tmp_path, capsys):
+    from jaxmlp import cli
+    from jaxmlp.results import Results
+
+    out = tmp_path / "run"
+    argv = ["sweep", "--data-dir", str(synthetic_dir), "--hidden", "8", "--lr", "1e-4:3e-1:12:log", "--epochs", "4",
+            "--asha", "4", "--lr-schedule", "constant", "--out", str(out), "--quiet", "--no-plots"]
+    assert cli.main(argv) == 0
+    res = Results.read(out)
+    assert max(sum(v is not None for v in h["val_loss"]) for h in res.history) == 4
+    assert {m["status"] for m in res.members} <= {"pruned", "finished", "waiting"}
+    assert cli.main([*argv[:-4], "--asha", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "at least 1 slot" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -23,14 +23,26 @@ def add_halving_flags(p: argparse.ArgumentParser) -> None:
                         "1/ETA of the points still training by validation accuracy (mean over seeds) and stop "
                         "the rest (results.json: pruned, with the rung)")
     p.add_argument("--min-epochs", type=int, default=None, metavar="N",
-                   help="epochs before the first rung of --halving (default 1)")
+                   help="epochs before the first rung of --halving or --asha (default 1)")
+    p.add_argument("--asha", type=int, metavar="SLOTS",
+                   help="asynchronous successive halving: SLOTS members train at once, the others wait and take "
+                        "the places stops free; rungs as --halving (ETA from --halving, default 3); "
+                        "a member stops at --epochs of its own or when the sweep's epochs run out")
 
 
 def halving_callbacks(args: argparse.Namespace) -> list[Any]:
-    """The schedule ``--halving`` asks for (none without it), checked against ``--epochs``; call it before
+    """The schedule ``--halving`` or ``--asha`` asks for (none without), checked against ``--epochs``; call it before
     anything is written, so bad values end as one-line usage errors."""
     eta = getattr(args, "halving", None)
     min_epochs = getattr(args, "min_epochs", None)
+    slots = getattr(args, "asha", None)
+    if slots is not None:
+        from jaxmlp.search.asha import ASHA
+        from jaxmlp.search.halving import check
+
+        eta, min_epochs = eta or 3, 1 if min_epochs is None else min_epochs
+        check(eta, min_epochs, args.epochs, flags=("--halving", "--min-epochs"), epochs_flag="--epochs")
+        return [ASHA(slots, eta, min_epochs)]
     if eta is None:
         if min_epochs is not None:
             raise UsageError("--min-epochs sets the first rung of --halving; add --halving ETA (e.g. 3) or drop it")
