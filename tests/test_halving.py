@@ -172,7 +172,7 @@ def test_27_points_halve_to_9_then_3(halved):
     after3 = [i for i, v in enumerate(h[3]["val_accuracy"]) if v is not None]
     assert after3 == _top(h[2]["val_accuracy"], after1, 3)
     assert [m["index"] for m in ms if m["status"] == "finished"] == after3
-    assert halved.timing["compiled_epochs"] == 3          # 27 wide, the 9 survivors in 12, then the 3
+    assert halved.timing["compiled_epochs"] == 3          # 27 wide, the 9 survivors in 10, then the 3
     x, y = best_curve(halved)
     assert (x[-1], y[-1]) == (63, halved.best()["val"]["accuracy"])
     # A pruned member reports the numbers of its last epoch.

@@ -2,7 +2,8 @@
 
 - ``python`` blocks run as they are, one after another in one namespace, in a fresh working folder.
 - ``bash`` blocks: each ``jaxmlp ...`` line runs through the command's own entry point with
-  ``--epochs 1 --train-fraction 0.02`` appended (the last value of a flag wins), and ``python -m
+  ``--epochs 1 --train-fraction 0.02`` appended (the last value of a flag wins; lines with a schedule,
+  ``hyperband`` and ``search`` keep their epochs and get ``--train-fraction 0.02`` only), and ``python -m
   experiments...`` / ``python -m examples...`` lines with ``--quick``, in order, in one folder (a ``plot``
   line reads the run a ``sweep`` line wrote); ``make`` lines are the set-up and tests that CI runs itself
   (``.ci/run`` calls ``make test``); comments and blank lines are skipped.
@@ -26,6 +27,9 @@ from conftest import needs_real_data
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 SHORT = ["--epochs", "1", "--train-fraction", "0.02", "--quiet"]
+# Schedules need their epochs (rungs): those lines keep the README's epochs and take less data only.
+SCHEDULED = ("--halving", "--asha")
+LESS_DATA = ["--train-fraction", "0.02", "--quiet"]
 SETUP = ("make ", "pip ", "python3 -m venv", ". .venv", "cd ", "python -m pytest", "cat ", "ls ")
 
 
@@ -67,8 +71,10 @@ def test_python_blocks_run(tmp_path, monkeypatch):
 def test_bash_lines_run(argv, work):
     if argv[0] == "jaxmlp":
         cmd = [sys.executable, "-m", "jaxmlp", *argv[1:]]
-        if argv[1] in ("train", "sweep"):
+        if argv[1] in ("train", "sweep") and not set(SCHEDULED) & set(argv):
             cmd += SHORT
+        elif argv[1] in ("sweep", "hyperband", "search"):
+            cmd += LESS_DATA
     elif argv[:2] == ["python", "-m"] and argv[2].split(".")[0] in ("experiments", "examples"):
         cmd = [sys.executable, *argv[1:], "--quick"]
     else:

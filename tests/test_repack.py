@@ -89,16 +89,16 @@ def test_auto_repacks_only_when_the_saved_training_outweighs_a_compile(synthetic
 
 
 def test_pack_gives_a_row_per_stream_bucketed_and_padded():
-    # Stream 0 keeps 5 members, stream 2 keeps 1: rows of width 6 (the bucket above 5).
-    kept = [(2, 5, 21), (0, 1, 1), (0, 3, 3), (0, 4, 4), (0, 6, 6), (0, 7, 7)]
+    # Stream 0 keeps 9 members, stream 2 keeps 1: rows of width 10 (the bucket above 9).
+    kept = [(2, 5, 21)] + [(0, p, p) for p in range(9)]
     (unit,) = layout.pack(0, kept, chunk=64, n_devices=1)
-    assert unit.streams == [0, 2] and unit.shape == (2, 6)
-    np.testing.assert_array_equal(unit.index, [[1, 3, 4, 6, 7, -1], [21, -1, -1, -1, -1, -1]])
-    np.testing.assert_array_equal(unit.points, [[1, 3, 4, 6, 7, 7], [5] * 6])   # padding repeats the row's last
+    assert unit.streams == [0, 2] and unit.shape == (2, 10)
+    np.testing.assert_array_equal(unit.index, [[*range(9), -1], [21] + [-1] * 9])
+    np.testing.assert_array_equal(unit.points, [[*range(9), 8], [5] * 10])   # padding repeats the row's last
     # Two devices and one stream: the point axis is sharded, so it is padded to a multiple of 2.
     (unit,) = layout.pack(0, [(0, p, p) for p in range(3)], chunk=64, n_devices=2)
     assert unit.shape == (1, 4) and unit.shard_axis == 1
     # A chunk of 4 splits 3 streams of 2 into units of 2 rows.
     units = layout.pack(0, [(s, p, 10 * s + p) for s in range(3) for p in range(2)], chunk=4, n_devices=1)
     assert [u.shape for u in units] == [(2, 2), (1, 2)]
-    assert [layout.bucket(n) for n in (1, 2, 3, 4, 5, 7, 9, 13, 32, 33, 49)] == [1, 2, 3, 4, 6, 8, 12, 16, 32, 48, 64]
+    assert [layout.bucket(n) for n in (1, 5, 8, 9, 11, 27, 32, 33, 100)] == [1, 5, 8, 10, 12, 28, 32, 40, 112]
