@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp import data as data_lib
-from jaxmlp import hosts, train
+from jaxmlp import compile_cache, hosts, train
 from jaxmlp.config import Group, SweepConfig
 from jaxmlp.errors import UsageError
 from jaxmlp.layout import Layout, Unit, plan, sweep_devices  # noqa: F401  (sweep_devices: public here too)
@@ -145,6 +145,7 @@ class SweepState:
 def prepare(config: SweepConfig) -> Prepared:
     """Validate the config, load data to the device, trace each group, plan units, build the programs."""
     config.validate()
+    compile_cache.enable()
     groups = config.groups()
     layout = Layout.of(config)
     names = [data_lib.describe(spec) for spec in config.dataset]

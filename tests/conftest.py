@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from synthetic import make_images, write_dataset  # noqa: F401  (the tests impor
 
 # Tests never reach the network or a system copy unless they ask for it.
 os.environ.pop("JAXMLP_DATA_DIR", None)
+# Compiled programs are kept for this session only (the subprocess tests reuse them; nothing in ~/.cache).
+os.environ["JAXMLP_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jaxmlp-test-xla-")
 
 
 @pytest.fixture(scope="session")
