@@ -227,3 +227,15 @@ def test_many_lines_keep_the_axes_their_size(synthetic_dir, tmp_path):
     ax = fig.axes[0]
     assert len(ax.get_legend().get_texts()) == 40
     assert ax.get_position().width * fig.get_figwidth() > 3.0   # inches: the axes kept most of its width
+
+
+def test_sampled_points_are_drawn_as_points_by_split(synthetic_dir, tmp_path):
+    """64 random points: one legend entry per split (not one line per member), and no heatmap (no grid)."""
+    from jaxmlp.search import sample
+
+    points = sample({"lr": (1e-4, 1e-1), "dropout": (0.0, 0.6)}, 64, seed=0)
+    run = _sweep(synthetic_dir, tmp_path / "sampled", points=points)
+    ax = plots.metric_vs_param(Results.read(run), "lr")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["validation", "test"]
+    written = plots.plot_run(run)
+    assert not [p for p in written if p.name.startswith("heatmap")]

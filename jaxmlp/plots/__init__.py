@@ -52,6 +52,9 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+MAX_HEATMAP_VALUES = 24   # values per axis beyond which a run is not a grid to draw as a heatmap
+
+
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     """Draw a run's figures from its files (results.json, history.jsonl) into ``run_dir/plots/``.
 
@@ -83,7 +86,9 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         written.append(_save(learning_curves(res, axes[0]), out / "learning_curves.png"))
         for p in axes[1:]:
             written.append(_save(learning_curves(res, p), out / f"learning_curves_by_{p}.png"))
-    grid_axes = [a for a in axes if a not in REPLICATES]
+    # A heatmap needs a grid: sampled points (every value distinct) would make one cell per point.
+    grid_axes = [a for a in axes if a not in REPLICATES
+                 and len({repr(m["hparams"].get(a)) for m in res.members}) <= MAX_HEATMAP_VALUES]
     for a, b in itertools.combinations(grid_axes, 2):
         written.append(_save(heatmap(res, a, b).figure, out / f"heatmap_{a}_{b}_test_accuracy.png"))
     if res.history and any(m.get("status") == "pruned" for m in res.members):

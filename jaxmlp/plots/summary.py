@@ -38,6 +38,9 @@ def _over(results: Results, param: str) -> list[str]:
     return [a for a in REPLICATES if a in swept_axes(results) and a != param]
 
 
+MAX_HUES = 24   # other settings' combinations drawn as lines of their own; beyond: points by split
+
+
 @styled
 def metric_vs_param(results: Results, param: str, metric: str = "accuracy",
                     splits: Sequence[str] = ("val", "test"), ax: Axes | None = None) -> Axes:
@@ -62,6 +65,9 @@ def metric_vs_param(results: Results, param: str, metric: str = "accuracy",
                             folds_of(results, over)) for s in splits}
     hues = list(next(iter(per_split.values())))
     colors = hue_colors(len(hues))
+    # Sampled points (or a large grid): one colour and legend entry per other setting would be one per
+    # member, unreadable and slow to lay out; they are drawn as points coloured by split instead.
+    many = len(hues) > MAX_HUES
     for h, hue in enumerate(hues):
         for s in splits:
             rows = per_split[s][hue]
@@ -69,10 +75,12 @@ def metric_vs_param(results: Results, param: str, metric: str = "accuracy",
             mean = [ci.mean for _, ci in rows]
             ls, marker = SPLIT_STYLE.get(s, ("-", "o"))
             # Colour tells the other swept setting apart; with none, it tells the splits apart.
-            color = colors[h] if hue_axes or s is None else SPLIT_COLOR[s]
+            color = colors[h] if (hue_axes and not many) or s is None else SPLIT_COLOR[s]
             label = ", ".join(p for p in (SPLIT_NAME.get(s, "") if len(splits) > 1 else "",
-                                          hue_label(hue_axes, hue)) if p) or None
-            style = dict(color=color, linestyle=ls, marker=marker, label=label,
+                                          "" if many else hue_label(hue_axes, hue)) if p) or None
+            if many and h > 0:
+                label = None
+            style = dict(color=color, linestyle="none" if many else ls, marker=marker, label=label,
                          markerfacecolor="white" if s == "val" else color)
             if over:
                 # Interval ends as distances below and above the mean (a bootstrap's may differ); a point
@@ -90,7 +98,7 @@ def metric_vs_param(results: Results, param: str, metric: str = "accuracy",
                 for artist in artists:
                     if artist is not None:
                         artist.set_transform(offset)
-            n_lines += 1
+            n_lines += 1 if not many or h == 0 else 0
     # Diverged members have no number to average: drawn apart, as crosses along the bottom, and counted.
     diverged = [to_x(key(m["hparams"].get(param))) for m in results.members if m.get("diverged")]
     if diverged:
