@@ -75,15 +75,13 @@ def sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], meta: dict[st
     """The restored (host) grids cut into units and placed on the member mesh: the layout the sweep
     trained in when saved (repacked units included, so the resumed epochs run exactly as the
     uninterrupted ones did), or the planned one (`planned`, an older checkpoint, or another device count)."""
-    layout, inputs = list(prep.units), list(prep.inputs)
+    layout = list(prep.units)
     overrides = {int(i): {k: float(v) for k, v in d.items()} for i, d in (meta.get("overrides") or {}).items()}
     saved = meta.get("layout")
     if saved and not planned and meta.get("layout_devices") == len(prep.layout.devices):
-        planned_units = {json.dumps(u.to_dict()): k for k, u in enumerate(prep.units)}
-        layout = [Unit.from_dict(d) for d in saved]
+        planned_units = {json.dumps(u.to_dict()): u for u in prep.units}
         # A planned unit comes back as itself (so a never-repacked sweep is seen as such: members.canonical).
-        layout = [prep.units[planned_units[json.dumps(d)]] if json.dumps(d) in planned_units else unit
-                  for d, unit in zip(saved, layout)]
+        layout = [planned_units.get(json.dumps(d)) or Unit.from_dict(d) for d in saved]
     planned_at = {id(u): k for k, u in enumerate(prep.units)}
     inputs = [prep.inputs[planned_at[id(unit)]] if id(unit) in planned_at and not np.isin(unit.index, list(overrides)).any()
               else members_lib.unit_inputs(prep.groups[unit.group], prep.program(unit), unit,
@@ -102,8 +100,7 @@ def sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], meta: dict[st
 
 def layout_meta(prep: members_lib.Prepared, state: members_lib.SweepState) -> dict[str, Any]:
     """What a checkpoint records besides the grids: the layout trained in and the members' end states."""
-    layout = state.layout if state.layout is not None else prep.units
-    return {"layout": [u.to_dict() for u in layout], "layout_devices": len(prep.layout.devices),
+    return {"layout": [u.to_dict() for u in state.layout_of(prep)], "layout_devices": len(prep.layout.devices),
             "status": {str(i): v for i, v in state.status.items()},
             "overrides": {str(i): v for i, v in state.overrides.items()}, "events": list(state.events),
             "started": {str(i): e for i, e in state.started.items()}}
@@ -126,8 +123,7 @@ def grid(prep: members_lib.Prepared, state: members_lib.SweepState, g: int) -> A
     """Group g's state as its (S, H) grid of real members: the unit's own arrays when one unit covers the
     grid, else gathered from the units on the host (padding left out)."""
     group = prep.groups[g]
-    layout = state.layout if state.layout is not None else prep.units
-    units = [(u, unit) for u, unit in enumerate(layout) if unit.group == g]
+    units = [(u, unit) for u, unit in enumerate(state.layout_of(prep)) if unit.group == g]
     shape = (len(group.streams), len(group.hparams))
     if len(units) == 1 and units[0][1].shape == shape and units[0][1].real.all() and (
             units[0][1].points == np.arange(shape[1])).all():

@@ -104,9 +104,6 @@ class Prepared:
                                              dd.n_train)
         return self.shaped[key]
 
-    def all_programs(self) -> list[GroupProgram]:
-        return [*self.programs, *self.shaped.values()]
-
     def compile_s(self) -> float:
         """Seconds this sweep has spent compiling epoch programs so far."""
         return self.compiled_s
@@ -135,11 +132,14 @@ class SweepState:
     events: list[dict[str, Any]] = field(default_factory=list)   # what schedules did (e.g. PBT's exploits)
     started: dict[int, int] = field(default_factory=dict)   # member -> epochs completed before it started (if > 0)
 
+    def layout_of(self, prep: "Prepared") -> list[Unit]:
+        """The units the members now live in."""
+        return self.layout if self.layout is not None else prep.units
+
     def placed(self, prep: "Prepared") -> list[tuple[Unit, train.MemberState, tuple[dict, train.Stream]]]:
         """(unit, its member states, its inputs) for every unit the members now live in."""
-        layout = self.layout if self.layout is not None else prep.units
         inputs = self.inputs if self.inputs is not None else prep.inputs
-        return list(zip(layout, self.units, inputs))
+        return list(zip(self.layout_of(prep), self.units, inputs))
 
 
 def prepare(config: SweepConfig) -> Prepared:
@@ -292,10 +292,10 @@ REPACK_MIN_FLOPS = {"cpu": 1e12}
 REPACK_MIN_FLOPS_ACCELERATOR = 1e14
 
 
-def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: str = "auto") -> bool:
+def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: bool | str = "auto") -> bool:
     """Pack the members still training into smaller units when that at least halves (`factor`) a group's
     work per epoch and (`when` ``"auto"``) the arithmetic it saves over the remaining epochs outweighs a
-    compile (:data:`REPACK_MIN_FLOPS`; ``"always"``: whenever it halves the work). Units whose members all
+    compile (:data:`REPACK_MIN_FLOPS`; True: whenever it halves the work). Units whose members all
     stopped stay as they are (never trained again) and give up the moved members. The new layout is a
     function of which members still train (:func:`jaxmlp.layout.pack`), so a resumed sweep repacks as an
     uninterrupted one did. Returns whether anything moved. Every process must call it alike (it gathers

@@ -97,7 +97,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         state = members_lib.initial_state(prep)
         call(callbacks, "on_start", Population(prep, state))
         if repack:   # members held back leave the batch before the first epoch
-            members_lib.repack(prep, state, when="auto" if repack == "auto" else "always")
+            members_lib.repack(prep, state, when=repack)
     history_path = None
     if out is not None:
         if replacing:
@@ -127,7 +127,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
             call(callbacks, "on_population", Population(prep, state))
             if repack:
                 t0 = time.perf_counter()
-                members_lib.repack(prep, state, when="auto" if repack == "auto" else "always")
+                members_lib.repack(prep, state, when=repack)
                 repack_s += time.perf_counter() - t0
             if ckpt is not None:
                 call(callbacks, "on_checkpoint_start", state.epoch)
@@ -147,6 +147,8 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
                 ckpt.close()
             checkpoint_s += time.perf_counter() - t0
 
+    # Members back in the planned layout once (the records and the variables read it; each would else move them).
+    state = members_lib.canonical(prep, state)
     res = results.Results(
         config=config.to_dict(),
         members=members_lib.member_records(prep, state),

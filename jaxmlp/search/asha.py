@@ -59,17 +59,18 @@ class ASHA(Callback):
         sign = -1.0 if "loss" in self.metric else 1.0
         rungs = self.rungs(top)
         history = population.history
+        trained = [population.trained(i) for i in range(population.size)]   # each a pass over the history
         arrived: dict[int, list[tuple[float, int]]] = {k: [] for k in range(len(rungs))}
         for i in range(population.size):   # every member's score at each rung it reached (from the history)
             for k, r in enumerate(rungs):
-                if population.trained(i) >= r:
+                if trained[i] >= r:
                     v = history[population.started(i) + r - 1][self.metric][i]
                     if v is not None and math.isfinite(v):
                         arrived[k].append((sign * v, i))
         pruned: dict[int, list[int]] = {}
         finished = []
         for i in population.active():
-            n = population.trained(i)
+            n = trained[i]
             if n >= top:
                 finished.append(i)
             elif n in rungs:
