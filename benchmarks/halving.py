@@ -4,7 +4,7 @@ points) for a fraction of the wall time (bar: at most 35 %).
 An 81-point grid of 784-256-128-10 on Fashion-MNIST (Adam, batch 128, the default annealed learning rate,
 9 epochs): 3 learning rates × 3 dropout rates × 9 L2 strengths. Two arms, each in a fresh process (so each
 pays its own compiles, as a user would; one after the other, in one run of this script: a shared machine
-drifts, so compare only figures from one run):
+drifts, so compare only figures from one run), each with an empty compilation cache of its own:
 - "full": every point trains 9 epochs (729 member-epochs);
 - "halving": :class:`jaxmlp.search.halving.SuccessiveHalving` with η = 3 from epoch 1: rungs after epochs 1
   and 3 keep 27, then 9 points (81 + 27·2 + 9·6 = 189 member-epochs, 26 %); stopped members leave the
@@ -91,7 +91,8 @@ def main(args: argparse.Namespace) -> None:
     for name in ("full", "halving"):
         cmd = [sys.executable, __file__, "--arm", name, "--run-dir", str(work / name), "--data-dir", dd,
                "--epochs", str(args.epochs), "--eta", str(args.eta), *(["--quick"] if args.quick else [])]
-        subprocess.run(cmd, check=True)
+        # An empty compilation cache of its own: each arm compiles everything it runs, as on a first run.
+        subprocess.run(cmd, check=True, env={**os.environ, "JAXMLP_COMPILATION_CACHE": str(work / f"{name}-xla")})
 
     from jaxmlp.plots.compute import save_compute_plot
     from jaxmlp.results import Results

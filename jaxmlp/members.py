@@ -85,6 +85,7 @@ class Prepared:
     shaped: dict[tuple, GroupProgram] = field(default_factory=dict)   # programs of repacked units' shapes
     used: set[int] = field(default_factory=set)   # ids of the epoch programs this sweep has run
     compiled_s: float = 0.0   # seconds this sweep spent compiling (programs may come compiled from an earlier one)
+    repack: bool | str = "auto"   # run_sweep's: whether members that stop leave the batch (see repack)
 
     @property
     def size(self) -> int:
@@ -180,6 +181,25 @@ def unit_inputs(group: Group, program: GroupProgram, unit: Unit, dd: DeviceData,
     return hosts.put(hp, layout.members(unit)), hosts.put(stream, layout.streams(unit))
 
 
+def compile_ahead(prep: Prepared) -> None:
+    """Start compiling each planned program's epoch and test in the background, from the shapes its
+    members' states will have, so that the compiles overlap with initialising (or restoring) them."""
+    for unit, (hp, stream) in zip(prep.units, prep.inputs):
+        program = prep.programs[unit.group]
+        if not program.needs_compile():
+            continue
+        dd = prep.group_data(unit.group)
+        state = _state_shapes(prep, program, unit, hp, stream)
+        program.compile_ahead((state, hp, stream, dd.pool, jnp.int32(0)), (state, hp, stream, dd.test))
+
+
+def _state_shapes(prep: Prepared, program: GroupProgram, unit: Unit, hp: dict, stream: train.Stream) -> Any:
+    """The shapes (and placement) of `unit`'s member states, without making them."""
+    sharding = prep.layout.members(unit)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                        jax.eval_shape(program.init, hp, stream))
+
+
 def initial_state(prep: Prepared) -> SweepState:
     """Fresh member states for every unit, placed on the member mesh."""
     states = []
@@ -209,9 +229,8 @@ def run_epoch(prep: Prepared, state: SweepState, on_unit: Callable[[int, int], N
         program = prep.program(unit)
         prep.used.add(id(program))
         before = program.compile_s
-        epoch_fn = program.compiled(args)
+        st, metrics = program.run_epoch(args)
         prep.compiled_s += program.compile_s - before
-        st, metrics = epoch_fn(*args)
         state.units[u] = st
         metrics, now_active, diverged = hosts.get((metrics, st.active, st.diverged_epoch))
         for a, b, i in unit.members():
@@ -292,6 +311,64 @@ REPACK_MIN_FLOPS = {"cpu": 1e12}
 REPACK_MIN_FLOPS_ACCELERATOR = 1e14
 
 
+def _repacked(prep: Prepared, state: SweepState, g: int, active: list[tuple[int, int, int]], capacity: int,
+              factor: float, when: bool | str) -> list[Unit] | None:
+    """The units group g's `active` members ((stream, point, index)) would be packed into, now taking
+    `capacity` places, or None when repacking would not pay (see :func:`repack`)."""
+    chunk = prep.config.chunk_size or max(u.real.size for u in prep.units if u.group == g)
+    new_units = pack_units(g, active, chunk, len(prep.layout.devices))
+    new_capacity = sum(unit.real.size for unit in new_units)
+    if new_capacity > factor * capacity:
+        return None
+    saved = ((capacity - new_capacity) * (prep.config.epochs - state.epoch) * 6
+             * prep.programs[g].info.n_params * prep.group_data(g).n_train)
+    platform = prep.layout.devices[0].platform
+    if when == "auto" and saved < REPACK_MIN_FLOPS.get(platform, REPACK_MIN_FLOPS_ACCELERATOR):
+        return None
+    return new_units
+
+
+def _live(prep: Prepared, state: SweepState) -> dict[int, tuple[list[int], list[tuple[int, int, int]], int]]:
+    """For each group with members training: its units holding some, those members (stream, point,
+    index), and the places those units take."""
+    out = {}
+    for u, (unit, st, _) in enumerate(state.placed(prep)):
+        act = hosts.get(st.active) & unit.real
+        if act.any():
+            units, active, capacity = out.setdefault(unit.group, ([], [], 0))
+            units.append(u)
+            active += [(unit.streams[a], int(unit.points[a, b]), i) for a, b, i in unit.members() if act[a, b]]
+            out[unit.group] = (units, active, capacity + unit.real.size)
+    return out
+
+
+def expect(prep: Prepared, state: SweepState, n: int, factor: float = 0.5) -> int:
+    """Start compiling, in the background, the epoch programs that a repack would need were only `n` of
+    the members training now to go on (taken as spread evenly over their streams and groups), so a
+    schedule that knows how many it will keep (successive halving) does not wait for the compile when it
+    stops the others. Returns the number of programs started. A guess: a repack of another shape compiles
+    then, as without it."""
+    started = 0
+    live = _live(prep, state)
+    total = sum(len(active) for _, active, _ in live.values())
+    for g, (_, active, capacity) in live.items():
+        keep = math.ceil(n * len(active) / max(total, 1))
+        streams = sorted({s for s, _, _ in active})
+        per_stream = math.ceil(keep / len(streams))
+        guess = [m for s in streams for m in [m for m in active if m[0] == s][:per_stream]]
+        new_units = (_repacked(prep, state, g, guess, capacity, factor, prep.repack)
+                     if prep.repack and 0 < len(guess) < len(active) else None)
+        for unit in new_units or []:
+            program = prep.program(unit)
+            if not program.needs_compile():
+                continue
+            hp, stream = unit_inputs(prep.groups[g], program, unit, prep.group_data(g), prep.layout, state.overrides)
+            program.compile_ahead((_state_shapes(prep, program, unit, hp, stream), hp, stream,
+                                   prep.group_data(g).pool, jnp.int32(0)))
+            started += 1
+    return started
+
+
 def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: bool | str = "auto") -> bool:
     """Pack the members still training into smaller units when that at least halves (`factor`) a group's
     work per epoch and (`when` ``"auto"``) the arithmetic it saves over the remaining epochs outweighs a
@@ -301,7 +378,6 @@ def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: bool | 
     uninterrupted one did. Returns whether anything moved. Every process must call it alike (it gathers
     the states to the host and places them again)."""
     placed = state.placed(prep)
-    n_devices = len(prep.layout.devices)
     moved_any = False
     for g, group in enumerate(prep.groups):
         live = [u for u, (unit, st, _) in enumerate(placed) if unit.group == g and (hosts.get(st.active) & unit.real).any()]
@@ -313,15 +389,8 @@ def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: bool | 
             unit, st, _ = placed[u]
             act = hosts.get(st.active)
             active += [(unit.streams[a], int(unit.points[a, b]), i, u, a, b) for a, b, i in unit.members() if act[a, b]]
-        chunk = prep.config.chunk_size or max(u.real.size for u in prep.units if u.group == g)
-        new_units = pack_units(g, [(s_, p, i) for s_, p, i, *_ in active], chunk, n_devices)
-        new_capacity = sum(unit.real.size for unit in new_units)
-        if new_capacity > factor * capacity:
-            continue
-        saved = ((capacity - new_capacity) * (prep.config.epochs - state.epoch) * 6
-                 * prep.programs[g].info.n_params * prep.group_data(g).n_train)
-        platform = prep.layout.devices[0].platform
-        if when == "auto" and saved < REPACK_MIN_FLOPS.get(platform, REPACK_MIN_FLOPS_ACCELERATOR):
+        new_units = _repacked(prep, state, g, [(s_, p, i) for s_, p, i, *_ in active], capacity, factor, when)
+        if new_units is None:
             continue
         where = {i: (u, a, b) for _, _, i, u, a, b in active}
         host = {u: hosts.get(placed[u][1]) for u in live}
@@ -411,7 +480,8 @@ def test_metrics(prep: Prepared, state: SweepState) -> dict[int, dict[str, float
     out = {}
     state = canonical(prep, state)
     for u, (unit, _, (hp, stream)) in enumerate(state.placed(prep)):
-        metrics = hosts.get(prep.programs[unit.group].test(state.units[u], hp, stream, prep.group_data(unit.group).test))
+        metrics = hosts.get(prep.programs[unit.group].run_test((state.units[u], hp, stream,
+                                                                prep.group_data(unit.group).test)))
         for a, b, i in unit.members():
             out[i] = {k: float(v[a, b]) for k, v in metrics.items()}
     return out

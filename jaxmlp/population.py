@@ -94,6 +94,13 @@ class Population:
         already stopped are left as they were)."""
         return members_lib.stop(self._prep, self._state, indices, status, **info)
 
+    def expect(self, n: int) -> int:
+        """Say that about `n` of the members training now will go on after the next decision (e.g. the
+        survivors of a coming rung): the smaller programs they will need start compiling in the background
+        while the population trains, instead of when the others stop. A hint: nothing changes but when the
+        compile happens. Returns the number of programs it started compiling."""
+        return members_lib.expect(self._prep, self._state, n)
+
     def exploit(self, pairs: Iterable[tuple[int, int]], hparams: dict[int, dict[str, float]] | None = None) -> None:
         """Population-based training's step: for each (dst, src) member dst takes member src's training
         state (weights, optimizer state), then members in `hparams` train on with those values from the

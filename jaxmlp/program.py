@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, Mapping
 
@@ -163,22 +164,91 @@ def _grid_map(fn: Callable, member_args: int, shared_args: int, block: int, spli
 
 @dataclass
 class GroupProgram:
-    """The compiled functions of one group (shared by its units, which all have one shape)."""
+    """The compiled functions of one group (shared by its units, which all have one shape).
+
+    The epoch and test programs are compiled ahead of time: in a background thread while the sweep does
+    other work (:meth:`compile_ahead`: XLA's compile releases the GIL, so it overlaps with initialising the
+    members, or with training another shape), or on first use."""
 
     setup: train.Setup
     info: GroupInfo
     init: Callable
     epoch: Callable
     test: Callable
-    compiled_epoch: Callable | None = None   # the epoch, compiled ahead of time on first use
-    compile_s: float = 0.0
+    compiled_epoch: Callable | None = None   # the epoch, compiled ahead of time
+    compiled_test: Callable | None = None
+    compile_s: float = 0.0                   # seconds a caller waited for the epoch to compile
+    _ahead: dict[str, Future] = field(default_factory=dict)
+    _guessed: bool = False                   # the epoch was compiled ahead and has not run yet
+
+    def needs_compile(self) -> bool:
+        """Whether the epoch is neither compiled nor compiling."""
+        return self.compiled_epoch is None and "epoch" not in self._ahead
+
+    def compile_ahead(self, epoch_args: tuple, test_args: tuple | None = None) -> None:
+        """Start compiling the epoch (then the test) for arguments like these (arrays or
+        ``jax.ShapeDtypeStruct`` with their shardings) in the background; :meth:`compiled` collects it."""
+        if self.compiled_epoch is None and "epoch" not in self._ahead:
+            self._ahead["epoch"] = _worker().submit(lambda: self.epoch.lower(*epoch_args).compile())
+        if test_args is not None and self.compiled_test is None and "test" not in self._ahead:
+            self._ahead["test"] = _worker().submit(lambda: self.test.lower(*test_args).compile())
 
     def compiled(self, args: tuple) -> Callable:
+        """The compiled epoch for `args` (waiting for a background compile, or compiling now)."""
         if self.compiled_epoch is None:
             t0 = time.perf_counter()
-            self.compiled_epoch = self.epoch.lower(*args).compile()
+            self.compiled_epoch = _collect(self._ahead.pop("epoch", None))
+            self._guessed = self.compiled_epoch is not None
+            if self.compiled_epoch is None:
+                self.compiled_epoch = self.epoch.lower(*args).compile()
             self.compile_s += time.perf_counter() - t0
         return self.compiled_epoch
+
+    def run_epoch(self, args: tuple) -> Any:
+        """Train one epoch: the compiled epoch on `args`."""
+        fn = self.compiled(args)
+        if not self._guessed:
+            return fn(*args)
+        self._guessed = False
+        try:
+            return fn(*args)
+        except (TypeError, ValueError):   # compiled ahead for arguments unlike these (raised before running)
+            self.compiled_epoch = None
+            return self.compiled(args)(*args)
+
+    def run_test(self, args: tuple) -> Any:
+        """Evaluate: the test program compiled ahead when it takes `args`, else the jitted one."""
+        if self.compiled_test is None:
+            self.compiled_test = _collect(self._ahead.pop("test", None)) or self.test
+        try:
+            return self.compiled_test(*args)
+        except (TypeError, ValueError):
+            if self.compiled_test is self.test:
+                raise
+            self.compiled_test = self.test
+            return self.test(*args)
+
+
+_WORKER: ThreadPoolExecutor | None = None
+
+
+def _worker() -> ThreadPoolExecutor:
+    """One background thread for compiling ahead (one compile at a time: the sweep trains meanwhile)."""
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-compile")
+    return _WORKER
+
+
+def _collect(future: Future | None) -> Callable | None:
+    """A background compile's program, or None when there was none or it failed (compiled again in the
+    caller's thread, where a failure raises as it would have without compiling ahead)."""
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except Exception:
+        return None
 
 
 # Programs built in this process, by everything they depend on: a search that trains batch after batch of

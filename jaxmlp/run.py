@@ -87,12 +87,15 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         # Replacing a run replaces its checkpoints too (jaxmlp's own, in its default folder).
         ckpt.check(resume, new_run or (replacing and ckpt.directory == checkpoint.default_dir(out).absolute()))
     prep = members_lib.prepare(config)
+    prep.repack = repack
     if progress:
         print(f"jaxmlp: {prep.describe()}", file=sys.stderr)
         note = hostdevices.single_device_note()
         if note:
             print(f"jaxmlp: note: {note}", file=sys.stderr)
     state = ckpt.restore(prep) if ckpt is not None else None
+    if state is None or state.layout is None:   # (a repacked sweep resumes with programs of other shapes)
+        members_lib.compile_ahead(prep)
     if state is None:
         state = members_lib.initial_state(prep)
         call(callbacks, "on_start", Population(prep, state))

@@ -83,7 +83,7 @@ class FakePopulation:
     def __init__(self, hparams, values, epoch=1, epochs=9, active=None):
         self._hp, self._values, self.epoch, self.epochs = hparams, values, epoch, epochs
         self._active = list(range(len(hparams))) if active is None else active
-        self.stopped, self.events = {}, []
+        self.stopped, self.events, self.expected = {}, [], []
 
     size = property(lambda self: len(self._hp))
 
@@ -99,7 +99,12 @@ class FakePopulation:
     def stop(self, indices, status="pruned", **info):
         for i in indices:
             self.stopped[i] = {"status": status, **info}
+        self._active = [i for i in self._active if i not in self.stopped]
         return sorted(indices)
+
+    def expect(self, n):
+        self.expected.append(n)
+        return 0
 
     def log(self, event):
         self.events.append(event)
@@ -117,6 +122,11 @@ def test_points_are_judged_by_their_mean_over_seeds_and_stopped_together():
     assert all(v == {"status": "pruned", "rung": 0} for v in pop.stopped.values())
     assert pop.events == [{"schedule": "successive_halving", "rung": 0, "metric": "val_accuracy", "points": 6,
                            "kept": 2, "stopped_members": 8}]
+    # Rung 1 (after epoch 3 of 9) will keep ceil(2/3) = 1 of the 2 points left, 2 members: compiled ahead.
+    assert pop.expected == [2]
+    start = FakePopulation(hp, vals)
+    SuccessiveHalving(3).on_start(start)
+    assert start.expected == [4]                  # before rung 0: 2 of 6 points, 4 members
 
 
 def test_ties_go_to_the_lower_index_and_losses_rank_low_first():

@@ -102,3 +102,33 @@ def test_pack_gives_a_row_per_stream_bucketed_and_padded():
     units = layout.pack(0, [(s, p, 10 * s + p) for s in range(3) for p in range(2)], chunk=4, n_devices=1)
     assert [u.shape for u in units] == [(2, 2), (1, 2)]
     assert [layout.bucket(n) for n in (1, 5, 8, 9, 11, 27, 32, 33, 100)] == [1, 5, 8, 10, 12, 28, 32, 40, 112]
+
+
+class ExpectThenKeepEighth(KeepEighth):
+    """KeepEighth, saying at the start how many will go on (so their program compiles in the background)."""
+
+    def __init__(self):
+        self.started = []
+
+    def on_start(self, population):
+        self.started += [population.expect(4), population.expect(4)]
+
+
+def test_a_program_expected_ahead_is_the_one_the_repack_uses(synthetic_dir):
+    cfg = config(synthetic_dir)
+    cfg.hidden = [(6,)]   # a shape no other test compiled in this process
+    hinted = ExpectThenKeepEighth()
+    res = jaxmlp.sweep(cfg, progress=False, callbacks=[hinted], repack=True, keep_variables=True)
+    assert hinted.started == [1, 0]                           # the 4 survivors' program; once
+    assert res.timing["compiled_epochs"] == 2
+    plain = jaxmlp.sweep(cfg, progress=False, callbacks=[KeepEighth()], repack=True, keep_variables=True)
+    assert res.members == plain.members
+    for va, vb in zip(res.variables, plain.variables):
+        for x, y in zip(jaxmlp_leaves(va), jaxmlp_leaves(vb)):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_nothing_is_expected_when_stops_stay_masked(synthetic_dir):
+    hinted = ExpectThenKeepEighth()
+    jaxmlp.sweep(config(synthetic_dir), progress=False, callbacks=[hinted], repack=False)
+    assert hinted.started == [0, 0]

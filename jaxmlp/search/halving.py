@@ -84,6 +84,8 @@ class SuccessiveHalving(Callback):
     this epoch (it diverged, or early stopping stopped it before) ranks last; ties go to the point of the lower member index, so decisions are a
     function of the history alone (a resumed sweep takes them again alike). `per_group` ranks within each
     group (see the module) instead of across the sweep. Each rung is logged in ``results.json``'s events.
+    Before each rung it tells the population how many members will go on (:meth:`Population.expect`), so
+    the smaller program they will train in compiles in the background while the rung trains.
 
     With ``min_epochs·η`` above the sweep's epochs there is no rung and it does nothing (Hyperband's last
     bracket). Keeping ``ceil(n/η)`` differs from Li et al.'s ``floor(n/η)`` only when η does not divide n:
@@ -101,13 +103,33 @@ class SuccessiveHalving(Callback):
         at = rungs(self.eta, self.min_epochs, epochs)
         return at.index(epoch) if epoch in at else None
 
+    def on_start(self, population: Any) -> None:
+        self._expect(population, 0)
+
     def on_population(self, population: Any) -> None:
         k = self.rung(population.epoch, population.epochs)
         if k is None:
             return
-        active = set(population.active())
         values = population.metric(self.metric)
-        points: dict[str, list[int]] = {}   # point -> its members, in index order (first: its lowest index)
+        sign = -1.0 if self.metric.endswith("loss") else 1.0
+        stopped: list[int] = []
+        kept = 0
+        candidates, points, by_group = self._candidates(population)
+        active = set(population.active())
+        for members in by_group.values():
+            ranked = sorted(members, key=lambda p: self._rank_key(points[p], values, sign))
+            keep = math.ceil(len(ranked) / self.eta)
+            kept += keep
+            stopped += [i for p in ranked[keep:] for i in points[p] if i in active]
+        population.stop(stopped, status="pruned", rung=k)
+        population.log({"schedule": "successive_halving", "rung": k, "metric": self.metric,
+                        "points": len(candidates), "kept": kept, "stopped_members": len(stopped)})
+        self._expect(population, k + 1)
+
+    def _candidates(self, population: Any) -> tuple[list[str], dict[str, list[int]], dict[str, list[str]]]:
+        """The points still training, every point's members (in index order), the candidates by group."""
+        active = set(population.active())
+        points: dict[str, list[int]] = {}
         groups: dict[str, str] = {}
         for i in range(population.size):
             hp = population.hparams(i)
@@ -115,18 +137,22 @@ class SuccessiveHalving(Callback):
             points.setdefault(key, []).append(i)
             groups[key] = _group_key(hp) if self.per_group else ""
         candidates = [p for p, members in points.items() if active.intersection(members)]
-        sign = -1.0 if self.metric.endswith("loss") else 1.0
-        stopped: list[int] = []
+        by_group: dict[str, list[str]] = {}
+        for p in candidates:
+            by_group.setdefault(groups[p], []).append(p)
+        return candidates, points, by_group
+
+    def _expect(self, population: Any, k: int) -> None:
+        """Before rung k: have the programs of its survivors compiled while the population trains."""
+        if k >= len(rungs(self.eta, self.min_epochs, population.epochs)):
+            return
+        _, points, by_group = self._candidates(population)
+        active = set(population.active())
         kept = 0
-        for group in dict.fromkeys(groups[p] for p in candidates):
-            ranked = sorted((p for p in candidates if groups[p] == group),
-                            key=lambda p: self._rank_key(points[p], values, sign))
-            keep = math.ceil(len(ranked) / self.eta)
-            kept += keep
-            stopped += [i for p in ranked[keep:] for i in points[p] if i in active]
-        population.stop(stopped, status="pruned", rung=k)
-        population.log({"schedule": "successive_halving", "rung": k, "metric": self.metric,
-                        "points": len(candidates), "kept": kept, "stopped_members": len(stopped)})
+        for members in by_group.values():
+            sizes = sorted((len(active.intersection(points[p])) for p in members), reverse=True)
+            kept += sum(sizes[:math.ceil(len(members) / self.eta)])
+        population.expect(kept)
 
     @staticmethod
     def _rank_key(members: list[int], values: list[float | None], sign: float) -> tuple:
