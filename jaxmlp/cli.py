@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from jaxmlp import hparams
+from jaxmlp import cli_flags, hparams
 from jaxmlp.errors import UsageError
 from jaxmlp.processes import add_process_flags, join_processes, processes_from_args
 from jaxmlp.hostdevices import use_one_device_per_core
@@ -30,20 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     many = " (a list a,b,c, a range start:stop:num, or start:stop:num:log)" if sweep else ""
-    group = " (comma-separated values make groups)" if sweep else ""
-    p.add_argument("--dataset", default="fashion_mnist",
-                   help="fashion_mnist, mnist, kmnist, a file.npz (x_train, y_train, x_test, y_test) or tfds:NAME" + group)
-    p.add_argument("--data-dir", help="folder with the four IDX files (default: $JAXMLP_DATA_DIR, then the "
-                                      "system copy, then tensorflow-datasets)")
-    p.add_argument("--model", "--arch", dest="model", default="mlp",
-                   help="a registered model: mlp or cnn (--arch is the earlier name)" + group)
-    p.add_argument("--hidden", default="256,128",
-                   help="hidden layer widths, e.g. 256,128" + (" ('/' separates groups: 8,16/256,128)" if sweep else ""))
-    p.add_argument("--activation", default="relu", help="relu, sigmoid, tanh or gelu" + group)
-    p.add_argument("--batch-norm", nargs="?", const="on", default="off",
-                   help="batch normalisation after each hidden layer" + (" (on, off or on,off)" if sweep else ""))
-    p.add_argument("--optimizer", default="adam", help="sgd, momentum, adam, nadam, rmsprop or adamw" + group)
-    p.add_argument("--batch-size", default="32", help="minibatch size (default 32, as Keras)" + group)
+    cli_flags.add_model_flags(p, sweep)
     for h in hparams.TABLE.values():   # one flag per row of the hyperparameter table
         p.add_argument(h.flag, dest=f"hp_{h.name}", metavar="VALUES" if sweep else "VALUE",
                        help=f"{h.help} (default {h.default:g}, in {h.interval})" + many)
@@ -58,20 +45,8 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
         p.add_argument("--sampler", default="random", choices=("random", "sobol", "halton"),
                        help="how --sample draws its points (default random; sobol/halton: quasi-random)")
         p.add_argument("--sample-seed", type=int, default=0, help="seed of the --sample draws (default 0)")
-    if sweep:
         p.add_argument("--folds", type=int, default=0, help="K-fold cross-validation as one more axis")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--patience", type=int, default=0, help="early stopping on validation loss (0: off)")
-    p.add_argument("--lr-schedule", default="anneal",
-                   help="anneal (default): --lr for 70%% of the steps, then linearly to 0; cosine: a cosine "
-                        "from --lr to 0; constant: Keras's fixed rate")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation share (default 0.1)")
-    p.add_argument("--train-fraction", type=float, default=1.0, help="stratified subset of the training set")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the subset, validation split and folds")
-    p.add_argument("--chunk-size", type=int, help="members per compiled chunk (default: from a memory estimate)")
-    p.add_argument("--devices", type=int,
-                   help="devices to shard members over (default: all); with several processes, counted over "
-                        "all their devices together, a multiple of --num-processes")
+    cli_flags.add_training_flags(p, processes=True)
     p.add_argument("--out", help="run directory (default: runs/<command>)")
     p.add_argument("--checkpoint-dir", help="checkpoint folder (default: <out>/checkpoints)")
     p.add_argument("--checkpoint-every", type=int, default=1, help="save every N epochs (default 1)")

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from jaxmlp import hparams
+from jaxmlp import cli_flags, hparams
 from jaxmlp.errors import UsageError
 
 SAMPLERS = ("tpe", "cmaes", "gp", "qmc", "random")          # as jaxmlp.search.optuna_setup (no numpy import here)
@@ -54,23 +54,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     s.add_argument("--no-plots", action="store_true", help="skip Optuna's figures at the end")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("the model and its training (one value each)")
-    m.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist, mnist, kmnist, a file.npz or tfds:NAME")
-    m.add_argument("--data-dir", help="folder with the four IDX files (default: $JAXMLP_DATA_DIR, then the system copy)")
-    m.add_argument("--model", "--arch", dest="model", default="mlp", help="a registered model: mlp or cnn")
-    m.add_argument("--hidden", default="256,128", help="hidden layer widths, e.g. 8,16")
-    m.add_argument("--activation", default="relu", help="relu, sigmoid, tanh or gelu")
-    m.add_argument("--batch-norm", nargs="?", const="on", default="off", help="batch normalisation (on or off)")
-    m.add_argument("--optimizer", default="adam", help="sgd, momentum, adam, nadam, rmsprop or adamw")
-    m.add_argument("--batch-size", default="32", help="minibatch size (default 32)")
+    cli_flags.add_model_flags(m, sweep=False)
     m.add_argument("--seed", default="0", help="training seed of every trial: initialisation, minibatch order, dropout")
-    m.add_argument("--epochs", type=int, default=10)
-    m.add_argument("--patience", type=int, default=0, help="early stopping on validation loss (0: off)")
-    m.add_argument("--lr-schedule", default="anneal", help="anneal (default), cosine or constant")
-    m.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation share (default 0.1)")
-    m.add_argument("--train-fraction", type=float, default=1.0, help="stratified subset of the training set")
-    m.add_argument("--data-seed", type=int, default=0, help="seed of the subset and the validation split")
-    m.add_argument("--chunk-size", type=int, help="members per compiled chunk (default: from a memory estimate)")
-    m.add_argument("--devices", type=int, help="devices to shard members over (default: all)")
+    cli_flags.add_training_flags(m, processes=False)
     h = p.add_argument_group("hyperparameters: a range to search (low:high[:log|:lin], low:high:int[:log], "
                              "choice:a,b,c) or one value to fix")
     for row in hparams.TABLE.values():
