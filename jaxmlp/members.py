@@ -392,25 +392,18 @@ def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: bool | 
         new_units = _repacked(prep, state, g, [(s_, p, i) for s_, p, i, *_ in active], capacity, factor, when)
         if new_units is None:
             continue
-        where = {i: (u, a, b) for _, _, i, u, a, b in active}
-        host = {u: hosts.get(placed[u][1]) for u in live}
+        # Every live member's state as one row of a flat (member, ...) array per leaf, so a new unit's
+        # states are one fancy-indexing copy per leaf (not a Python loop over members and leaves).
+        host = [hosts.get(placed[u][1]) for u in live]
+        offset = dict(zip(live, np.cumsum([0] + [placed[u][0].real.size for u in live])))
+        flat = jax.tree.map(lambda *leaves: np.concatenate([x.reshape(-1, *x.shape[2:]) for x in leaves]), *host)
+        row_of = {i: offset[u] + a * placed[u][0].shape[1] + b for _, _, i, u, a, b in active}
         for unit in new_units:
             # Padding repeats the last real member of its row (pack put its point there): copy its state.
-            src = [[where[int(unit.index[a, b])] if unit.real[a, b] else None for b in range(unit.shape[1])]
-                   for a in range(unit.shape[0])]
-            for a in range(unit.shape[0]):
-                last = max(b for b in range(unit.shape[1]) if unit.real[a, b])
-                src[a] = [c if c is not None else src[a][last] for c in src[a]]
-
-            def gather(*leaves, src=src):
-                first = leaves[0]
-                out = np.empty(unit.shape + first.shape[2:], first.dtype)
-                for a, row in enumerate(src):
-                    for b, (u, r, c) in enumerate(row):
-                        out[a, b] = leaves[live.index(u)][r, c]
-                return out
-
-            st = jax.tree.map(gather, *[host[u] for u in live])
+            last = unit.shape[1] - 1 - np.argmax(unit.real[:, ::-1], axis=1)
+            index = np.where(unit.real, unit.index, unit.index[np.arange(unit.shape[0]), last][:, None])
+            rows = np.vectorize(row_of.__getitem__, otypes=[np.int64])(index)
+            st = jax.tree.map(lambda leaf, rows=rows: leaf[rows], flat)
             state.units.append(hosts.put(st, prep.layout.members(unit)))
             state.layout.append(unit)
             state.inputs.append(unit_inputs(group, prep.program(unit), unit, prep.group_data(g), prep.layout,
