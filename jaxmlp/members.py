@@ -169,6 +169,10 @@ def prepare(config: SweepConfig) -> Prepared:
     return Prepared(config, groups, layout, datas, units, programs, inputs)
 
 
+# One small program for the streams' keys (run eagerly, each of its operations would compile on its own).
+_stream_keys = jax.jit(jax.vmap(train.member_key))
+
+
 def unit_inputs(group: Group, program: GroupProgram, unit: Unit, dd: DeviceData, layout: Layout,
                 overrides: dict[int, dict[str, float]] | None = None) -> tuple[dict, train.Stream]:
     """The unit's hyperparameter arrays (s, h) and stream arrays (s, ...), placed on the mesh; `overrides`:
@@ -176,7 +180,7 @@ def unit_inputs(group: Group, program: GroupProgram, unit: Unit, dd: DeviceData,
     hp = unit_hparams(group, program.info, unit, overrides)
     pairs = [group.streams[i] for i in unit.streams]
     folds = [f for _, f in pairs]
-    keys = jax.vmap(train.member_key)(jnp.array([s for s, _ in pairs], jnp.uint32), jnp.array(folds, jnp.uint32))
+    keys = _stream_keys(np.array([s for s, _ in pairs], np.uint32), np.array(folds, np.uint32))
     stream = train.Stream(keys, dd.train_idx[folds], dd.val_idx[folds])
     return hosts.put(hp, layout.members(unit)), hosts.put(stream, layout.streams(unit))
 

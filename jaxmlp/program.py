@@ -86,9 +86,8 @@ def inspect_group(group: Group, setup: train.Setup, num_classes: int) -> GroupIn
     values = _values(group)
     zeros = tuple(n for n, v in values.items() if all(x == 0 for x in v))
     hp = _Reads({n: 0.0 if n in zeros else jnp.float32(v[0]) for n, v in values.items()})
-    key = train.member_key(jnp.uint32(0))
     try:
-        state = jax.eval_shape(lambda: train.init(setup, hp, key))
+        state = jax.eval_shape(lambda: train.init(setup, hp, train.member_key(jnp.uint32(0))))
         logits = jax.eval_shape(lambda v: setup.model(hp).apply(v, jnp.zeros((2, *setup.input_shape)), train=False),
                                 state.variables)
     except UsageError:
@@ -189,7 +188,14 @@ class GroupProgram:
         """Start compiling the epoch (then the test) for arguments like these (arrays or
         ``jax.ShapeDtypeStruct`` with their shardings) in the background; :meth:`compiled` collects it."""
         if self.compiled_epoch is None and "epoch" not in self._ahead:
-            self._ahead["epoch"] = _worker().submit(lambda: self.epoch.lower(*epoch_args).compile())
+            # Traced and lowered here: Python work that would contend for the GIL with the caller's next
+            # steps anyway, and the epoch is what the sweep waits for first; XLA's compile goes behind.
+            try:
+                lowered = self.epoch.lower(*epoch_args)
+            except Exception:   # compiled on first use instead, where the error is raised as usual
+                lowered = None
+            if lowered is not None:
+                self._ahead["epoch"] = _worker().submit(lowered.compile)
         if test_args is not None and self.compiled_test is None and "test" not in self._ahead:
             self._ahead["test"] = _worker().submit(lambda: self.test.lower(*test_args).compile())
 
@@ -285,8 +291,10 @@ def _build_program(config: SweepConfig, setup: train.Setup, info: GroupInfo, uni
     full = lambda hp: {**{n: 0.0 for n in info.zeros}, **hp}
     # When a stream's members are walked in several blocks, each block would make the stream's dropout
     # draws again (threefry: ~7 % of an MLP epoch here): make them once per stream and epoch, if small.
-    draw_bytes = unit.shape[0] * _draw_bytes(setup, info, n_train)
-    shared = draw_bytes and unit.shape[1] // split > block and draw_bytes <= DRAW_BYTES
+    shared = unit.shape[1] // split > block
+    if shared:
+        draw_bytes = unit.shape[0] * _draw_bytes(setup, info, n_train)
+        shared = 0 < draw_bytes <= DRAW_BYTES
 
     def draws(per_member, stream, data, epoch):
         first = jax.tree.map(lambda a: a[0], per_member[1])
