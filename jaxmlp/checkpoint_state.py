@@ -95,7 +95,8 @@ def sweep_state(prep: members_lib.Prepared, grids: dict[str, Any], meta: dict[st
     status = {int(i): dict(v) for i, v in (meta.get("status") or {}).items()}
     return members_lib.SweepState(int(meta["epoch"]), units, list(meta["history"]), layout, inputs, status,
                                   overrides, list(meta.get("events") or []),
-                                  {int(i): int(e) for i, e in (meta.get("started") or {}).items()})
+                                  {int(i): int(e) for i, e in (meta.get("started") or {}).items()},
+                                  dict(meta.get("spent") or {}))
 
 
 def layout_meta(prep: members_lib.Prepared, state: members_lib.SweepState) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def layout_meta(prep: members_lib.Prepared, state: members_lib.SweepState) -> di
     return {"layout": [u.to_dict() for u in state.layout_of(prep)], "layout_devices": len(prep.layout.devices),
             "status": {str(i): v for i, v in state.status.items()},
             "overrides": {str(i): v for i, v in state.overrides.items()}, "events": list(state.events),
-            "started": {str(i): e for i, e in state.started.items()}}
+            "started": {str(i): e for i, e in state.started.items()}, "spent": dict(state.spent)}
 
 
 def target(prep: members_lib.Prepared) -> dict[str, Any]:

@@ -132,6 +132,7 @@ class SweepState:
     overrides: dict[int, dict[str, float]] = field(default_factory=dict)   # member -> values set by a schedule
     events: list[dict[str, Any]] = field(default_factory=list)   # what schedules did (e.g. PBT's exploits)
     started: dict[int, int] = field(default_factory=dict)   # member -> epochs completed before it started (if > 0)
+    spent: dict[str, float] = field(default_factory=dict)   # time and samples of the sessions that trained it
 
     def layout_of(self, prep: "Prepared") -> list[Unit]:
         """The units the members now live in."""

@@ -94,7 +94,10 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         if note:
             print(f"jaxmlp: note: {note}", file=sys.stderr)
     state = ckpt.restore(prep) if ckpt is not None else None
-    if state is None or state.layout is None:   # (a repacked sweep resumes with programs of other shapes)
+    # Compile while the members initialise, unless a repacked sweep resumes (programs of other shapes) or
+    # a finished one is run again (nothing to train).
+    if state is None or (state.layout is None and state.epoch < config.epochs
+                         and not members_lib.all_stopped(prep, state)):
         members_lib.compile_ahead(prep)
     if state is None:
         state = members_lib.initial_state(prep)
@@ -113,7 +116,14 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
 
     bar = tqdm(total=config.epochs, initial=state.epoch, desc=name or "sweep", unit="epoch",
                disable=not progress, dynamic_ncols=True)
-    train_s, checkpoint_s, repack_s, samples = 0.0, 0.0, 0.0, 0
+    train_s, checkpoint_s, repack_s, samples, epochs = 0.0, 0.0, 0.0, 0, 0
+    earlier = dict(state.spent)   # what the sessions before this one spent (resumed from a checkpoint)
+
+    def spent() -> dict[str, float]:
+        """Totals over every session that trained this sweep, this one included."""
+        now = {"train_s": train_s, "compile_s": prep.compile_s(), "checkpoint_s": checkpoint_s,
+               "repack_s": repack_s, "samples": samples, "sessions": 1 if epochs else 0}
+        return {k: earlier.get(k, 0) + v for k, v in now.items()}
     # Samples one epoch trains, per member (members of a group share the dataset and split).
     member_samples = [prep.group_data(g).n_train for g, group in enumerate(prep.groups) for _ in range(group.size)]
     try:
@@ -123,6 +133,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
             t0 = time.perf_counter()
             record = members_lib.run_epoch(prep, state, lambda e, u: call(callbacks, "on_unit_start", e, u))
             train_s += time.perf_counter() - t0 - (prep.compile_s() - compile_before)
+            epochs += 1
             samples += sum(n for n, v in zip(member_samples, record["val_loss"]) if v is not None)
             if history_path is not None:
                 results.append_history(history_path, record)
@@ -132,6 +143,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
                 t0 = time.perf_counter()
                 members_lib.repack(prep, state, when=repack)
                 repack_s += time.perf_counter() - t0
+            state.spent = spent()
             if ckpt is not None:
                 call(callbacks, "on_checkpoint_start", state.epoch)
                 t0 = time.perf_counter()
@@ -150,6 +162,7 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
                 ckpt.close()
             checkpoint_s += time.perf_counter() - t0
 
+    total = spent()
     # Members back in the planned layout once (the records and the variables read it; each would else move them).
     state = members_lib.canonical(prep, state)
     res = results.Results(
@@ -159,13 +172,17 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
         events=state.events,
         # train_s: the epochs alone; checkpoint_s: what saving blocked (on CPU the saves themselves; on an
         # accelerator the copies to the host and waiting for the last write), so train_s + checkpoint_s
-        # is the loop's wall time.
-        timing={"compile_s": round(prep.compile_s(), 3), "train_s": round(train_s, 3),
-                "compiled_epochs": len(prep.used),   # distinct epoch programs run (some may have been compiled before)
-                "checkpoint_s": round(checkpoint_s, 3), "repack_s": round(repack_s, 3),
+        # is the loop's wall time. Totals over the sessions that trained the sweep (a resumed one adds its
+        # time to what its checkpoint says the earlier ones spent; running a finished one again adds none).
+        timing={"compile_s": round(total["compile_s"], 3), "train_s": round(total["train_s"], 3),
+                "checkpoint_s": round(total["checkpoint_s"], 3), "repack_s": round(total["repack_s"], 3),
+                "sessions": int(total["sessions"]),
+                # This session's: distinct epoch programs run (some may have been compiled before), epochs.
+                "compiled_epochs": len(prep.used), "epochs_this_session": epochs,
                 # What stopping members saved: member-epochs trained against every member training every epoch.
                 "member_epochs": members_lib.member_epochs(state), "member_epochs_full": prep.size * config.epochs,
-                "samples_per_s": round(samples / train_s, 1) if train_s > 0 else math.nan},
+                "samples_per_s": (round(total["samples"] / total["train_s"], 1) if total["train_s"] > 0
+                                  else math.nan)},
         versions=results.versions(),
         devices=[str(d) for d in prep.layout.devices],
     )

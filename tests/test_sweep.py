@@ -296,3 +296,20 @@ def test_parse_hidden():
     for bad in ("", "8,", "a", "8,0", "-3"):
         with pytest.raises(UsageError, match="--hidden .* is malformed"):
             parse_hidden(bad)
+
+
+def test_a_resumed_sweep_reports_the_time_of_every_session(synthetic_dir, tmp_path):
+    from interrupt import KillAfter, Killed
+
+    cfg = SweepConfig(data_dir=str(synthetic_dir), hidden=[(8,)], batch_size=[50], epochs=3, dropout=[0.0, 0.2])
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_sweep(cfg, out, progress=False, plots=False, callbacks=[KillAfter(2)])
+    resumed = run_sweep(cfg, out, progress=False, plots=False)
+    assert (resumed.timing["sessions"], resumed.timing["epochs_this_session"]) == (2, 1)
+    again = run_sweep(cfg, out, progress=False, plots=False)   # finished: nothing to train
+    assert (again.timing["sessions"], again.timing["epochs_this_session"]) == (2, 0)
+    # Not the zeros of a session that trained nothing: what the two sessions that trained it spent.
+    assert again.timing["train_s"] == resumed.timing["train_s"] > 0
+    assert again.timing["compile_s"] == resumed.timing["compile_s"]
+    assert again.members == resumed.members
