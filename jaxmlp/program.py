@@ -307,12 +307,27 @@ def _build_program(config: SweepConfig, setup: train.Setup, info: GroupInfo, uni
         variables = train.final_variables(setup, state)
         return train.evaluate(setup, full(hp), variables, test_data, jnp.arange(test_data["y"].shape[0]))
 
+    options = compiler_options()
     return GroupProgram(
         setup, info,
-        init=jax.jit(grid(lambda hp, stream: train.init(setup, full(hp), stream.key), 1, 0)),
-        epoch=jax.jit(grid(epoch, 2, 2, draws if shared else None), donate_argnums=(0,)),
-        test=jax.jit(grid(test, 2, 1)),
+        init=jax.jit(grid(lambda hp, stream: train.init(setup, full(hp), stream.key), 1, 0),
+                     compiler_options=options),
+        epoch=jax.jit(grid(epoch, 2, 2, draws if shared else None), donate_argnums=(0,), compiler_options=options),
+        test=jax.jit(grid(test, 2, 1), compiler_options=options),
     )
+
+
+# LLVM's optimisation level for the programs' CPU code. On a CPU the matrix products run in library
+# kernels and the fused elementwise loops vectorise at level 1 too, so the highest level (XLA's default)
+# buys no speed here and costs compile time (measured, 32 members of 784-8-16-10 and 8 of 784-256-128-10:
+# the same numbers bit for bit, the same epoch time within 3 %, and 30-60 % less compile CPU time:
+# epoch 3.3 -> 2.6 s, init 1.7 -> 0.7 s for the tiny MLP). Accelerators keep XLA's defaults.
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def compiler_options() -> dict[str, Any] | None:
+    """XLA options for this process's sweep programs: :data:`CPU_COMPILER_OPTIONS` on a CPU."""
+    return dict(CPU_COMPILER_OPTIONS) if jax.local_devices()[0].platform == "cpu" else None
 
 
 def _draw_bytes(setup: train.Setup, info: GroupInfo, n_train: int) -> int:
