@@ -1,6 +1,6 @@
 """A persistent cache of compiled programs on disk, so a new process does not compile them again.
 
-Compiling a sweep's epoch takes seconds (about 3 s for a tiny MLP on this project's 2-core CPU), often
+Compiling a sweep's epoch takes seconds (1.5-2 s for a tiny MLP on this project's 2-core CPU), often
 more than a short search trains. JAX can keep compiled executables on disk (its persistent compilation
 cache, keyed by the program, the devices, the flags and the versions); jaxmlp turns it on for its own
 sweeps, in ``$JAXMLP_COMPILATION_CACHE`` (default ``$XDG_CACHE_HOME/jaxmlp/xla``, i.e. ``~/.cache/...``).

@@ -308,7 +308,7 @@ def _member_places(prep: Prepared, state: SweepState) -> dict[int, tuple[int, in
     return {i: (u, a, b) for u, (unit, _, _) in enumerate(state.placed(prep)) for a, b, i in unit.members()}
 
 
-# Repacking compiles the epoch for a new shape (about 3 s on this project's 2-core CPU, whatever the
+# Repacking compiles the epoch for a new shape (1.5-3 s on this project's 2-core CPU, whatever the
 # model). "auto" repacks only when the training it saves is larger: the freed member-epochs' arithmetic,
 # 6 FLOPs per weight and sample, against what the device does in about that time. A fixed count, not a
 # timing, so that the decision (and the layout) is the same when a killed sweep resumes.
