@@ -193,16 +193,18 @@ def compile_ahead(prep: Prepared) -> None:
         program = prep.programs[unit.group]
         if not program.needs_compile():
             continue
-        dd = prep.group_data(unit.group)
-        state = _state_shapes(prep, program, unit, hp, stream)
-        program.compile_ahead((state, hp, stream, dd.pool, jnp.int32(0)), (state, hp, stream, dd.test))
+        _compile_ahead(prep, program, unit, hp, stream, test=True)
 
 
-def _state_shapes(prep: Prepared, program: GroupProgram, unit: Unit, hp: dict, stream: train.Stream) -> Any:
-    """The shapes (and placement) of `unit`'s member states, without making them."""
+def _compile_ahead(prep: Prepared, program: GroupProgram, unit: Unit, hp: dict, stream: train.Stream,
+                   test: bool) -> None:
+    """Start compiling `program`'s epoch (and `test`) for `unit`, from the shapes (and placement) its
+    member states will have, without making them."""
     sharding = prep.layout.members(unit)
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-                        jax.eval_shape(program.init, hp, stream))
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                         jax.eval_shape(program.init, hp, stream))
+    dd = prep.group_data(unit.group)
+    program.compile_ahead((state, hp, stream, dd.pool, jnp.int32(0)), (state, hp, stream, dd.test) if test else None)
 
 
 def initial_state(prep: Prepared) -> SweepState:
@@ -333,18 +335,17 @@ def _repacked(prep: Prepared, state: SweepState, g: int, active: list[tuple[int,
     return new_units
 
 
-def _live(prep: Prepared, state: SweepState) -> dict[int, tuple[list[int], list[tuple[int, int, int]], int]]:
-    """For each group with members training: its units holding some, those members (stream, point,
-    index), and the places those units take."""
-    out = {}
+def _live(prep: Prepared, state: SweepState) -> dict[int, tuple[list[int], list[tuple[int, ...]], int]]:
+    """For each group with members training, in group order: its units holding some, those members
+    (stream, point, index, unit position, row, column), and the places those units take."""
+    out: dict[int, tuple[list[int], list[tuple[int, ...]], int]] = {}
     for u, (unit, st, _) in enumerate(state.placed(prep)):
         act = hosts.get(st.active) & unit.real
         if act.any():
-            units, active, capacity = out.setdefault(unit.group, ([], [], 0))
-            units.append(u)
-            active += [(unit.streams[a], int(unit.points[a, b]), i) for a, b, i in unit.members() if act[a, b]]
-            out[unit.group] = (units, active, capacity + unit.real.size)
-    return out
+            units, active, capacity = out.get(unit.group, ([], [], 0))
+            active += [(unit.streams[a], int(unit.points[a, b]), i, u, a, b) for a, b, i in unit.members() if act[a, b]]
+            out[unit.group] = ([*units, u], active, capacity + unit.real.size)
+    return dict(sorted(out.items()))
 
 
 def expect(prep: Prepared, state: SweepState, n: int, factor: float = 0.5) -> int:
@@ -358,9 +359,9 @@ def expect(prep: Prepared, state: SweepState, n: int, factor: float = 0.5) -> in
     total = sum(len(active) for _, active, _ in live.values())
     for g, (_, active, capacity) in live.items():
         keep = math.ceil(n * len(active) / max(total, 1))
-        streams = sorted({s for s, _, _ in active})
+        streams = sorted({m[0] for m in active})
         per_stream = math.ceil(keep / len(streams))
-        guess = [m for s in streams for m in [m for m in active if m[0] == s][:per_stream]]
+        guess = [m[:3] for s in streams for m in [m for m in active if m[0] == s][:per_stream]]
         new_units = (_repacked(prep, state, g, guess, capacity, factor, prep.repack)
                      if prep.repack and 0 < len(guess) < len(active) else None)
         for unit in new_units or []:
@@ -368,8 +369,7 @@ def expect(prep: Prepared, state: SweepState, n: int, factor: float = 0.5) -> in
             if not program.needs_compile():
                 continue
             hp, stream = unit_inputs(prep.groups[g], program, unit, prep.group_data(g), prep.layout, state.overrides)
-            program.compile_ahead((_state_shapes(prep, program, unit, hp, stream), hp, stream,
-                                   prep.group_data(g).pool, jnp.int32(0)))
+            _compile_ahead(prep, program, unit, hp, stream, test=False)
             started += 1
     return started
 
@@ -384,17 +384,9 @@ def repack(prep: Prepared, state: SweepState, factor: float = 0.5, when: bool | 
     the states to the host and places them again)."""
     placed = state.placed(prep)
     moved_any = False
-    for g, group in enumerate(prep.groups):
-        live = [u for u, (unit, st, _) in enumerate(placed) if unit.group == g and (hosts.get(st.active) & unit.real).any()]
-        if not live:
-            continue
-        capacity = sum(placed[u][0].real.size for u in live)
-        active = []
-        for u in live:
-            unit, st, _ = placed[u]
-            act = hosts.get(st.active)
-            active += [(unit.streams[a], int(unit.points[a, b]), i, u, a, b) for a, b, i in unit.members() if act[a, b]]
-        new_units = _repacked(prep, state, g, [(s_, p, i) for s_, p, i, *_ in active], capacity, factor, when)
+    for g, (live, active, capacity) in _live(prep, state).items():
+        group = prep.groups[g]
+        new_units = _repacked(prep, state, g, [m[:3] for m in active], capacity, factor, when)
         if new_units is None:
             continue
         # Every live member's state as one row of a flat (member, ...) array per leaf, so a new unit's

@@ -187,7 +187,7 @@ class GroupProgram:
     def compile_ahead(self, epoch_args: tuple, test_args: tuple | None = None) -> None:
         """Start compiling the epoch (then the test) for arguments like these (arrays or
         ``jax.ShapeDtypeStruct`` with their shardings) in the background; :meth:`compiled` collects it."""
-        if self.compiled_epoch is None and "epoch" not in self._ahead:
+        if self.needs_compile():
             # Traced and lowered here: Python work that would contend for the GIL with the caller's next
             # steps anyway, and the epoch is what the sweep waits for first; XLA's compile goes behind.
             try:

@@ -114,8 +114,7 @@ class SuccessiveHalving(Callback):
         sign = -1.0 if self.metric.endswith("loss") else 1.0
         stopped: list[int] = []
         kept = 0
-        candidates, points, by_group = self._candidates(population)
-        active = set(population.active())
+        candidates, points, by_group, active = self._candidates(population)
         for members in by_group.values():
             ranked = sorted(members, key=lambda p: self._rank_key(points[p], values, sign))
             keep = math.ceil(len(ranked) / self.eta)
@@ -126,8 +125,10 @@ class SuccessiveHalving(Callback):
                         "points": len(candidates), "kept": kept, "stopped_members": len(stopped)})
         self._expect(population, k + 1)
 
-    def _candidates(self, population: Any) -> tuple[list[str], dict[str, list[int]], dict[str, list[str]]]:
-        """The points still training, every point's members (in index order), the candidates by group."""
+    def _candidates(self, population: Any
+                    ) -> tuple[list[str], dict[str, list[int]], dict[str, list[str]], set[int]]:
+        """The points still training, every point's members (in index order), the candidates by group, and
+        the members training."""
         active = set(population.active())
         points: dict[str, list[int]] = {}
         groups: dict[str, str] = {}
@@ -140,14 +141,13 @@ class SuccessiveHalving(Callback):
         by_group: dict[str, list[str]] = {}
         for p in candidates:
             by_group.setdefault(groups[p], []).append(p)
-        return candidates, points, by_group
+        return candidates, points, by_group, active
 
     def _expect(self, population: Any, k: int) -> None:
         """Before rung k: have the programs of its survivors compiled while the population trains."""
         if k >= len(rungs(self.eta, self.min_epochs, population.epochs)):
             return
-        _, points, by_group = self._candidates(population)
-        active = set(population.active())
+        _, points, by_group, active = self._candidates(population)
         kept = 0
         for members in by_group.values():
             sizes = sorted((len(active.intersection(points[p])) for p in members), reverse=True)
