@@ -313,3 +313,24 @@ def test_a_resumed_sweep_reports_the_time_of_every_session(synthetic_dir, tmp_pa
     assert again.timing["train_s"] == resumed.timing["train_s"] > 0
     assert again.timing["compile_s"] == resumed.timing["compile_s"]
     assert again.members == resumed.members
+
+
+def test_sweeps_of_one_dataset_object_share_its_device_copy(synthetic_dir):
+    """A search's batches (or a script's sweeps) given the same Dataset object reuse its split and device
+    copy; other split settings make a new one; the results are those of a sweep that made its own."""
+    import dataclasses
+
+    from jaxmlp import data as data_lib
+
+    ds = data_lib.load("fashion_mnist", str(synthetic_dir))
+    cfg = SweepConfig(dataset=[ds], hidden=[(8,)], batch_size=[50], epochs=2, dropout=[0.0, 0.2])
+    first = members.prepare(cfg).group_data(0)
+    again = members.prepare(dataclasses.replace(cfg, dropout=[0.1, 0.3])).group_data(0)
+    assert again.pool["x"] is first.pool["x"] and again.test["y"] is first.test["y"]
+    other = members.prepare(dataclasses.replace(cfg, val_fraction=0.2)).group_data(0)
+    assert other.pool["x"] is not first.pool["x"] and other.val_idx.shape[1] != first.val_idx.shape[1]
+    # Reused and fresh copies train the same numbers.
+    shared = run_sweep(cfg, progress=False, plots=False)
+    members._LAST_DATA.clear()
+    fresh = run_sweep(cfg, progress=False, plots=False)
+    assert shared.members == fresh.members
