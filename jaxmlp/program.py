@@ -156,6 +156,21 @@ def member_block(config: SweepConfig, info: GroupInfo) -> int:
     return max(1, CPU_BLOCK_BYTES // (5 * 4 * info.n_params))
 
 
+def even_block(n: int, limit: int) -> int:
+    """The members per block when `n` members are walked in blocks of about `limit` (up to a quarter
+    more): blocks of one size, the fewest that fit, when they hold at least half the limit; else the limit,
+    with a smaller last block. ``lax.map`` traces and compiles its function a second time for such a last
+    block (32 members in blocks of 31 took two programs' compile time, and a one-member step every step)."""
+    cap = limit + limit // 4
+    for blocks in range(-(-n // cap), n + 1):
+        size = n // blocks
+        if size * 2 < limit:
+            break
+        if n % blocks == 0:
+            return size
+    return min(limit, n)
+
+
 def _grid_map(fn: Callable, member_args: int, shared_args: int, block: int, split: int,
               prelude: Callable | None = None) -> Callable:
     """Map `fn` (one member) over a unit's (s, h) grid.
@@ -303,8 +318,10 @@ def build_program(config: SweepConfig, setup: train.Setup, info: GroupInfo, unit
 
 def _build_program(config: SweepConfig, setup: train.Setup, info: GroupInfo, unit: Unit, n_devices: int,
                    n_train: int) -> GroupProgram:
-    block = member_block(config, info)
     split = n_devices if unit.shard_axis == 1 else 1
+    block = member_block(config, info)
+    if config.member_block is None:   # chosen here: blocks of one size (a given size is kept as given)
+        block = even_block(unit.shape[1] // split, block)
     grid = lambda fn, member_args, shared_args, prelude=None: _grid_map(fn, member_args, shared_args, block,
                                                                        split, prelude)
     full = lambda hp: {**{n: 0.0 for n in info.zeros}, **hp}

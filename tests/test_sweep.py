@@ -124,6 +124,24 @@ def test_members_walked_in_blocks_with_shared_draws_equal_solo_runs(runs):
     assert bulk_param_diff(walked.variables[1], walked.variables[4]) > 50 * PARAM_ATOL
 
 
+def test_a_given_block_size_is_kept_and_its_smaller_last_block_equals_solo_runs(runs):
+    """6 members in blocks of 4 (given): a block of 4, then lax.map's smaller last block of 2."""
+    uneven = runs(dropout=DROPOUTS, member_block=4, devices=1)
+    for rate in (0.1, 0.7):   # one member of each block
+        assert_same_member(uneven, DROPOUTS.index(rate), runs(dropout=[rate]))
+
+
+@pytest.mark.parametrize("n, limit, block", [
+    (16, 31, 16), (32, 31, 32), (38, 31, 38),   # within a quarter over the limit: one block
+    (64, 31, 32), (100, 31, 25), (63, 31, 21),  # the fewest equal blocks of at most 38
+    (41, 31, 31), (7, 4, 4),                    # equal blocks would be under half the limit: the limit
+    (5, 1, 1), (1, 31, 1)])
+def test_chosen_blocks_are_of_one_size(n, limit, block):
+    from jaxmlp.program import even_block
+
+    assert even_block(n, limit) == block
+
+
 def test_seed_by_lr_grid_members_equal_solo_runs(runs):
     grid = runs(seed=[0, 1], lr=[1e-3, 3e-3], dropout=[0.1])
     # Stream-major order: seed 0 with each lr, then seed 1 with each lr.
