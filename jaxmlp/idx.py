@@ -35,6 +35,22 @@ def _read_bytes(path: Path) -> bytes:
         raise UsageError(f"{path} is a corrupt or truncated gzip file ({e}); delete it and fetch it again") from None
 
 
+def read_idx_header(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
+    """The element type and shape an IDX file (raw or gzip-compressed) declares, reading only its header."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        magic = f.read(4)
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES or magic[3] == 0:
+            raise UsageError(f"{path} is not an IDX file (bad magic number {magic.hex() or 'empty'}); "
+                             "use the original MNIST-format files")
+        dims = f.read(4 * magic[3])
+    if len(dims) < 4 * magic[3]:
+        raise UsageError(f"{path} is truncated inside its header; fetch it again")
+    return _DTYPES[magic[2]], tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(magic[3]))
+
+
 def read_idx(path: str | os.PathLike, expect_ndim: int | None = None) -> np.ndarray:
     """Read one IDX file (raw or gzip-compressed) into a numpy array, validating its header and size."""
     path = Path(path)

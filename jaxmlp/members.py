@@ -213,6 +213,14 @@ def compile_ahead(prep: Prepared) -> None:
         _compile_ahead(prep, program, unit, hp, stream, test=True)
 
 
+def compile_ahead_for(config: SweepConfig) -> None:
+    """Build `config`'s programs and start compiling them in the background, as a sweep of it will. Its
+    datasets may be stand-ins with the real labels and shapes (:func:`jaxmlp.data.stand_in`): programs
+    depend on those alone, and a sweep of the real data then finds them built and compiling (programs
+    are shared within a process by what they depend on). Lets a caller compile while its data loads."""
+    compile_ahead(prepare(config))
+
+
 def _compile_ahead(prep: Prepared, program: GroupProgram, unit: Unit, hp: dict, stream: train.Stream,
                    test: bool) -> None:
     """Start compiling `program`'s epoch (and `test`) for `unit`, from the shapes (and placement) its

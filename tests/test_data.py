@@ -107,6 +107,23 @@ def test_raw_and_gz_give_the_same_arrays(tmp_path: Path) -> None:
     _assert_same(gz, raw)
 
 
+@pytest.mark.parametrize("gz", [True, False])
+def test_a_stand_in_has_the_labels_and_image_shapes_of_the_files(tmp_path: Path, gz: bool) -> None:
+    folder = write_dataset(tmp_path / "d" / "mnist", 40, 10, gz=gz, seed=3)
+    real, stand_in = data.load("mnist", data_dir=tmp_path / "d"), data.stand_in("mnist", data_dir=tmp_path / "d")
+    for a, b in ((real.train_labels, stand_in.train_labels), (real.test_labels, stand_in.test_labels)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert stand_in.train_images.shape == real.train_images.shape == (40, 28, 28)
+    assert stand_in.test_images.shape == (10, 28, 28) and not stand_in.train_images.any()
+    assert (stand_in.source, stand_in.num_classes) == (str(folder), real.num_classes)
+    # No stand-in where there are no local IDX files (the load itself says what is wrong) or no names.
+    assert data.stand_in("kmnist", data_dir=tmp_path / "d") is None
+    assert data.stand_in("mnist", data_dir=tmp_path / "nowhere") is None
+    assert data.stand_in("tfds:mnist") is None and data.stand_in(real) is None
+    (folder / f"t10k-images-idx3-ubyte{'.gz' if gz else ''}").write_bytes(b"\x00\x00")
+    assert data.stand_in("mnist", data_dir=tmp_path / "d") is None
+
+
 def test_files_in_a_subfolder_named_after_the_dataset(tmp_path: Path) -> None:
     write_dataset(tmp_path / "d" / "mnist", 30, 10, seed=1)
     write_dataset(tmp_path / "d" / "fashion_mnist", 40, 10, seed=2)

@@ -352,3 +352,24 @@ def test_sweeps_of_one_dataset_object_share_its_device_copy(synthetic_dir):
     members._LAST_DATA.clear()
     fresh = run_sweep(cfg, progress=False, plots=False)
     assert shared.members == fresh.members
+
+
+def test_programs_compiled_for_a_stand_in_serve_the_real_data(synthetic_dir):
+    """A search compiles a batch's programs from its data's labels and shapes while the images load: the
+    sweep of the real data then runs those very programs, with the numbers of a sweep that built its own."""
+    import dataclasses
+
+    from jaxmlp import data as data_lib, program
+
+    real = data_lib.load("fashion_mnist", str(synthetic_dir))
+    cfg = SweepConfig(dataset=[real], hidden=[(8,)], batch_size=[50], epochs=2, dropout=[0.05, 0.15], seed=[7])
+    program._PROGRAMS.clear()
+    built = run_sweep(cfg, progress=False, plots=False)
+    program._PROGRAMS.clear()
+    members.compile_ahead_for(dataclasses.replace(cfg, dataset=[data_lib.stand_in("fashion_mnist",
+                                                                                 str(synthetic_dir))]))
+    ahead = list(program._PROGRAMS.values())
+    assert len(ahead) == 1 and not ahead[0].needs_compile()   # compiling (or compiled)
+    prep = members.prepare(cfg)
+    assert prep.programs == ahead and prep.programs[0] is ahead[0]
+    assert run_sweep(cfg, progress=False, plots=False).members == built.members

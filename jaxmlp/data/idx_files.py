@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxmlp.errors import UsageError
 from jaxmlp.data.dataset import Dataset
-from jaxmlp.idx import read_idx
+from jaxmlp.idx import read_idx, read_idx_header
 
 DATASETS = ("fashion_mnist", "mnist", "kmnist")   # 28×28 uint8 images, 10 classes, IDX files
 NUM_CLASSES = 10
@@ -76,6 +76,11 @@ def read_idx_folder(folder: Path, name: str) -> Dataset:
 def local_copy(name: str, data_dir: str | os.PathLike | None, tried: list[str]) -> Dataset | None:
     """The dataset from the first local source that has it (sources 1 and 2 of the module docstring), or
     None, with what was tried appended to `tried`."""
+    folder = _local_folder(name, data_dir, tried)
+    return None if folder is None else read_idx_folder(folder, name)
+
+
+def _local_folder(name: str, data_dir: str | os.PathLike | None, tried: list[str]) -> Path | None:
     check_name(name)
     user_dir = data_dir if data_dir is not None else os.environ.get("JAXMLP_DATA_DIR")
     if user_dir:
@@ -88,14 +93,35 @@ def local_copy(name: str, data_dir: str | os.PathLike | None, tried: list[str]) 
             missing = [s for pair in FILES.values() for s in pair if _find_file(user_dir, s) is None]
             raise UsageError(f"{user_dir} lacks {', '.join(missing)} (.gz or raw); put the four IDX files of "
                              f"{name} there")
-        return read_idx_folder(folder, name)
+        return folder
     tried.append("--data-dir / JAXMLP_DATA_DIR (not set)")
     system = SYSTEM_DIRS.get(name)
+    found = None if system is None else _idx_folder(system, name)
     if system is None:
         tried.append(f"system copy (Debian packages only Fashion-MNIST, not {name})")
-    elif _idx_folder(system, name) is not None:
-        return read_idx_folder(system, name)
+    elif found is not None:
+        return found
     else:
         tried.append(f"Debian's dataset-fashion-mnist at {system} (not installed: apt-get install "
                      "dataset-fashion-mnist)")
     return None
+
+
+def stand_in(name: str, data_dir: str | os.PathLike | None) -> Dataset | None:
+    """The local copy's labels, with zero images of its images' shape (read from their headers without
+    unzipping them): what preparing a sweep needs to trace and compile its programs while the images are
+    still being read. None when there is no local copy or it looks wrong (loading it says why)."""
+    try:
+        folder = _local_folder(name, data_dir, [])
+        if folder is None:
+            return None
+        arrays = {}
+        for split, (images_stem, labels_stem) in FILES.items():
+            labels = read_idx(_find_file(folder, labels_stem), expect_ndim=1).astype(np.int32)
+            dtype, shape = read_idx_header(_find_file(folder, images_stem))
+            if dtype != np.uint8 or shape[1:] != (28, 28) or shape[0] != labels.shape[0]:
+                return None
+            arrays[split] = (np.zeros(shape, np.uint8), labels)
+    except (UsageError, OSError, EOFError):
+        return None
+    return Dataset(name, *arrays["train"], *arrays["test"], source=str(folder), num_classes=NUM_CLASSES)

@@ -108,7 +108,9 @@ def _search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int, batc
 
     from tqdm.auto import tqdm
 
+    from jaxmlp import checkpoint
     from jaxmlp import data as data_lib
+    from jaxmlp import members as members_lib
     from jaxmlp.run import check_out_dir
     from jaxmlp.search.optuna_steps import Journal
 
@@ -138,7 +140,7 @@ def _search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int, batc
     # The dataset loads in the background while the study asks the first batch (reading and unzipping
     # Fashion-MNIST takes ~0.3 s here, most of it in zlib, which lets the asking run meanwhile).
     loader = ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-data")
-    loading = (loader.submit(data_lib.load, config.dataset[0], config.data_dir)
+    loading = (loader.submit(_load, config.dataset[0], config.data_dir)
                if not all((out / "batches" / f"{b:03d}" / "told.json").exists() for b in range(len(plan))) else None)
     optuna_s = 0.0
     bar = tqdm(total=n_trials, desc=out.name or "search", unit="trial", disable=not progress, dynamic_ncols=True)
@@ -160,6 +162,11 @@ def _search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int, batc
 
                 res = Results.read(folder)
             else:
+                if not loading.done() and not checkpoint.default_dir(folder).exists():
+                    # Compile the batch's programs from the data's labels and shapes while its images load.
+                    stand_in = data_lib.stand_in(config.dataset[0], config.data_dir)
+                    if stand_in is not None:
+                        members_lib.compile_ahead_for(_batch_config(config, stand_in, points))
                 dataset = loading.result()   # loaded once for every batch
                 pruning = _Pruning(journal, folder, numbers, metric, make_sampler, make_pruner)
                 res = _sweep(config, dataset, points, folder, [pruning, *callbacks], repack, b)
@@ -241,17 +248,32 @@ def _points(journal: Any, numbers: list[int], space: Mapping[str, Any]) -> list[
     return [{name: hp_table.row(name).check(trials[n].params[name]) for name in space} for n in numbers]
 
 
+def _load(spec: Any, data_dir: Any) -> Any:
+    """The search's dataset, with its fingerprint (hashed here, off the first batch's path: ~0.1 s)."""
+    from jaxmlp import data as data_lib
+
+    dataset = data_lib.load(spec, data_dir)
+    dataset.fingerprint
+    return dataset
+
+
+def _batch_config(config: "SweepConfig", dataset: Any, points: list[dict[str, float]]) -> "SweepConfig":
+    """`config` with the dataset loaded once and the batch's points."""
+    from jaxmlp.config import SweepConfig
+
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    fields.update(dataset=[dataset], points=points, hparams=dict(config.hparams))
+    return SweepConfig(**fields)
+
+
 def _sweep(config: "SweepConfig", dataset: Any, points: list[dict[str, float]], folder: Path,
            callbacks: list[Callback], repack: bool | str, b: int) -> Any:
     """Train one batch: `config` with the dataset loaded once and the batch's points; resumes from the
     batch's own checkpoint."""
-    from jaxmlp.config import SweepConfig
     from jaxmlp.run import run_sweep
 
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    fields.update(dataset=[dataset], points=points, hparams=dict(config.hparams))
-    return run_sweep(SweepConfig(**fields), folder, progress=False, plots=False, callbacks=callbacks,
-                     repack=repack, name=f"batch {b}")
+    return run_sweep(_batch_config(config, dataset, points), folder, progress=False, plots=False,
+                     callbacks=callbacks, repack=repack, name=f"batch {b}")
 
 
 class _Pruning(Callback):
