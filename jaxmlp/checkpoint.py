@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -72,7 +73,8 @@ def check_flags(checkpointing: bool, resume: bool, new_run: bool) -> None:
 
 
 class Checkpointer:
-    """Saves a sweep's state every `every` epochs (and at its last epoch), keeping the newest `keep`.
+    """Saves a sweep's state every `every` epochs (and at its last epoch), keeping the newest `keep`; with
+    `interval_s`, only when at least that many seconds have passed since the previous save (or the start).
 
     Use: :meth:`check` before anything else, :meth:`restore` once the sweep is prepared, :meth:`save` after
     each epoch, :meth:`wait` at the end, :meth:`close` always (it releases the folder's lock). On CPU a save
@@ -80,11 +82,14 @@ class Checkpointer:
     on a worker thread.
     """
 
-    def __init__(self, directory: str | os.PathLike, config: SweepConfig, every: int = 1, keep: int = 2):
+    def __init__(self, directory: str | os.PathLike, config: SweepConfig, every: int = 1, keep: int = 2,
+                 interval_s: float = 0.0):
         self.directory = Path(directory).absolute()
         self.config = config
         self.every = every
         self.keep = keep
+        self.interval_s = interval_s
+        self._saved_at = time.monotonic()
         self._manager: ocp.CheckpointManager | None = None
         self._checked = False
         self._resume_note = ""
@@ -171,15 +176,17 @@ class Checkpointer:
 
     # ---- while training ----------------------------------------------------------------------------
     def save(self, prep: members_lib.Prepared, state: members_lib.SweepState) -> None:
-        """Save `state` if its epoch is a multiple of `every` or the sweep's last (every member done).
+        """Save `state` if its epoch is a multiple of `every` or the sweep's last (every member done), and
+        `interval_s` have passed since the previous save.
 
         On CPU it returns once the checkpoint is complete on disk; on an accelerator once the arrays are
         copied to the host, and they are written in the background. A write that the storage refuses
         (full disk, read-only) raises :class:`UsageError`, here or at the next call.
         """
         last = state.epoch >= self.config.epochs or members_lib.all_stopped(prep, state)
-        if state.epoch % self.every and not last:
+        if (state.epoch % self.every and not last) or time.monotonic() - self._saved_at < self.interval_s:
             return
+        self._saved_at = time.monotonic()
         manager = self._open()
         self.wait()   # the previous save first, so that a failure names its own epoch
         # Host copies now: the next epoch donates (reuses) the device buffers. The history list is

@@ -53,11 +53,13 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
               new_run: bool = False, checkpoint_every: int = 1, keep: int = 2, plots: bool = True,
               name: str | None = None, keep_variables: bool = False,
               command: str | None = None, replace: bool = False, callbacks: Sequence[Callback] = (),
-              repack: bool | str = "auto") -> results.Results:
+              repack: bool | str = "auto", checkpoint_interval_s: float = 0.0) -> results.Results:
     """Train every member of `config`; write the run directory `out` (if given) and return the results.
 
     The sweep state is saved to `checkpoint_dir` (by default ``<out>/checkpoints``; None: no checkpoints)
-    every `checkpoint_every` epochs and at the last (keeping `keep`); checkpoints of this same sweep there
+    every `checkpoint_every` epochs and at the last (keeping `keep`), but no sooner than
+    `checkpoint_interval_s` seconds after the previous save (a killed sweep retrains up to that long; 0:
+    every time); checkpoints of this same sweep there
     are resumed from the newest sound one, with or without `resume`, unless `new_run` discards them. An
     `out` holding another sweep's results is refused unless `replace`, which replaces that run whole. With
     `keep_variables`, ``Results.variables[i]`` holds member i's final variables as numpy trees (they are
@@ -83,7 +85,8 @@ def run_sweep(config: SweepConfig, out: str | os.PathLike | None = None, *, prog
     replacing = out is not None and run_dir.check(out, config.to_dict(), replace, plots)
     ckpt = None
     if checkpoint_dir is not None:
-        ckpt = checkpoint.Checkpointer(checkpoint_dir, config, every=checkpoint_every, keep=keep)
+        ckpt = checkpoint.Checkpointer(checkpoint_dir, config, every=checkpoint_every, keep=keep,
+                                       interval_s=checkpoint_interval_s)
         # Replacing a run replaces its checkpoints too (jaxmlp's own, in its default folder).
         ckpt.check(resume, new_run or (replacing and ckpt.directory == checkpoint.default_dir(out).absolute()))
     prep = members_lib.prepare(config)

@@ -173,12 +173,18 @@ class KillAt(Callback):
             raise Killed
 
 
+@pytest.mark.parametrize("interval", [0.0, 30.0])
 @pytest.mark.parametrize("kill", [(0, 2, "on_epoch_start"), (1, 1, "on_population"), (1, 1, "on_checkpoint_end")])
-def test_a_search_killed_in_a_batch_resumes_exactly(halving, synthetic_dir, tmp_path, kill):
+def test_a_search_killed_in_a_batch_resumes_exactly(halving, synthetic_dir, tmp_path, kill, interval):
+    """Resumed from the batch's checkpoint of the last epoch (interval 0: one after every epoch), or, where a
+    batch is shorter than the interval between saves (the default), from its start."""
     out = tmp_path / "search"
     with pytest.raises(Killed):
-        search(synthetic_dir, out, pruner="halving", plots=False, callbacks=[KillAt(*kill)])
-    resumed = search(synthetic_dir, out, pruner="halving", plots=False)
+        search(synthetic_dir, out, pruner="halving", plots=False, callbacks=[KillAt(*kill)],
+               checkpoint_interval_s=interval)
+    saved = sorted(p.name for p in (out / "batches" / f"{kill[0]:03d}" / "checkpoints").glob("[0-9]*"))
+    assert saved == ([] if interval else [str(e) for e in range(1, kill[1] + (kill[2] == "on_checkpoint_end"))])
+    resumed = search(synthetic_dir, out, pruner="halving", plots=False, checkpoint_interval_s=interval)
     assert journal_trials(resumed) == journal_trials(halving)
     assert rows(resumed) == rows(halving)
 
@@ -288,6 +294,7 @@ def test_a_journal_line_cut_by_a_kill_is_dropped(tmp_path):
     ({"pruner": "patient"}, "unknown pruner 'patient'"),
     ({"metric": "test_accuracy"}, "unknown metric"),
     ({"n_trials": 0}, "1..1000000 trials"),
+    ({"checkpoint_interval_s": -1}, "--checkpoint-interval -1 is negative"),
 ])
 def test_bad_arguments_are_one_line_usage_errors(synthetic_dir, tmp_path, kwargs, words):
     if kwargs.get("sampler") == "random_instance":
@@ -326,6 +333,7 @@ def cli(argv, capsys) -> tuple[int, str, str]:
     (["--lr", "1e-3:1e-1", "--momentum", "0.5,0.9"], "--momentum '0.5,0.9': give a range to search"),
     (["--lr", "1e-3:1e-1", "--batch-size", "32,64"], "--batch-size '32,64': a search trains one kind of model"),
     (["--lr", "1e-3:1e-1", "--dropout", "0:1"], "--dropout 1 is outside [0, 1)"),
+    (["--lr", "1e-3:1e-1", "--checkpoint-interval", "-5"], "--checkpoint-interval -5 is negative"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(argv, words, tmp_path, capsys):
     rc, out, err = cli([*argv, "--out", str(tmp_path / "s")], capsys)
@@ -366,14 +374,15 @@ import jaxmlp
 from jaxmlp.search import optuna_search
 cfg = jaxmlp.SweepConfig(data_dir=sys.argv[1], hidden=[(8,)], batch_size=[50], epochs=3)
 optuna_search(cfg, {"lr": (1e-3, 1e-1), "dropout": (0.0, 0.5)}, 24, batch=8, out=Path(sys.argv[2]),
-              pruner="halving", progress=False, plots=False)
+              pruner="halving", progress=False, plots=False, checkpoint_interval_s=float(sys.argv[3]))
 """
 
 
 @pytest.mark.slow
-def test_a_search_killed_at_random_moments_ends_as_an_uninterrupted_one(synthetic_dir, tmp_path):
+@pytest.mark.parametrize("interval", ["0", "30"])   # resumed mid-batch from checkpoints / batches start over
+def test_a_search_killed_at_random_moments_ends_as_an_uninterrupted_one(synthetic_dir, tmp_path, interval):
     def start(out):
-        return subprocess.Popen([sys.executable, "-c", SCRIPT, str(synthetic_dir), str(out)],
+        return subprocess.Popen([sys.executable, "-c", SCRIPT, str(synthetic_dir), str(out), interval],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     # A first search fills the compile cache, so the timed one and the restarts start alike (timed against a

@@ -64,7 +64,7 @@ def optuna_search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int
                   out: str | Path | None = None, sampler: str | Callable[[int], Any] = "tpe",
                   pruner: str | Any | None = None, seed: int = 0, metric: str = "val_accuracy",
                   progress: bool = True, plots: bool = True, repack: bool | str = "auto",
-                  callbacks: Sequence[Callback] = ()) -> SearchResult:
+                  callbacks: Sequence[Callback] = (), checkpoint_interval_s: float = 30.0) -> SearchResult:
     """Search `space` with Optuna over `n_trials` trials of `config`'s model, `batch` trials trained at once.
 
     `space`: {hyperparameter: spec} as for :func:`jaxmlp.search.sample` (``(low, high)``, ``Range``,
@@ -78,7 +78,10 @@ def optuna_search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int
     memory); rerunning with the same `out` resumes. `repack`: whether pruned members leave the compiled
     batch (as :func:`jaxmlp.sweep`'s: "auto" when the training saved outweighs compiling a smaller batch,
     True always, False never: kept in it, masked). `callbacks`: passed on to every batch's sweep (after
-    the pruning one).
+    the pruning one). `checkpoint_interval_s`: a batch saves its state after an epoch when this long has
+    passed since its start or its previous save: a search killed in a batch trains again up to this long
+    (a batch shorter than it starts over), and ends with the same trials and values all the same; 0:
+    after every epoch. Without `out` nothing could resume, and batches save nothing.
     """
     setup.require_optuna()
     if out is None:
@@ -88,7 +91,7 @@ def optuna_search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int
 
         with tempfile.TemporaryDirectory(prefix="jaxmlp-search-") as tmp:
             res = _search(config, space, n_trials, batch, Path(tmp), sampler, pruner, seed, metric, progress,
-                          False, repack, callbacks)
+                          False, repack, callbacks, None)
             memory = optuna.storages.InMemoryStorage()   # the study outlives the temporary folder
             with quiet_optuna():
                 optuna.copy_study(from_study_name=STUDY_NAME, from_storage=journal(Path(tmp) / "journal.log"),
@@ -98,12 +101,12 @@ def optuna_search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int
             res.out = None
             return res
     return _search(config, space, n_trials, batch, Path(out), sampler, pruner, seed, metric, progress, plots,
-                   repack, callbacks)
+                   repack, callbacks, checkpoint_interval_s)
 
 
 def _search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int, batch: int, out: Path,
             sampler: Any, pruner: Any, seed: int, metric: str, progress: bool, plots: bool, repack: bool | str,
-            callbacks: Sequence[Callback]) -> SearchResult:
+            callbacks: Sequence[Callback], checkpoint_interval_s: float | None) -> SearchResult:
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -120,6 +123,9 @@ def _search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int, batc
     if jax.process_count() > 1:
         raise UsageError("a search runs in one process (its study is one journal file); run it without "
                          "--num-processes")
+    if checkpoint_interval_s is not None and not checkpoint_interval_s >= 0:
+        raise UsageError(f"--checkpoint-interval {checkpoint_interval_s:g} is negative; give the seconds between "
+                         "a batch's saves (0: after every epoch)")
     spec = setup.settle_space(space)
     setup.check_config(config, spec, metric, n_trials, batch)
     direction = setup.METRICS[metric][0]
@@ -169,7 +175,7 @@ def _search(config: "SweepConfig", space: Mapping[str, Any], n_trials: int, batc
                         members_lib.compile_ahead_for(_batch_config(config, stand_in, points))
                 dataset = loading.result()   # loaded once for every batch
                 pruning = _Pruning(journal, folder, numbers, metric, make_sampler, make_pruner)
-                res = _sweep(config, dataset, points, folder, [pruning, *callbacks], repack, b)
+                res = _sweep(config, dataset, points, folder, [pruning, *callbacks], repack, b, checkpoint_interval_s)
                 optuna_s += pruning.seconds
             sweep_s = time.perf_counter() - t_sweep
             key = setup.METRICS[metric][1]
@@ -267,13 +273,17 @@ def _batch_config(config: "SweepConfig", dataset: Any, points: list[dict[str, fl
 
 
 def _sweep(config: "SweepConfig", dataset: Any, points: list[dict[str, float]], folder: Path,
-           callbacks: list[Callback], repack: bool | str, b: int) -> Any:
+           callbacks: list[Callback], repack: bool | str, b: int, checkpoint_interval_s: float | None) -> Any:
     """Train one batch: `config` with the dataset loaded once and the batch's points; resumes from the
-    batch's own checkpoint."""
+    batch's own checkpoint (None: no checkpoints)."""
+    from jaxmlp import checkpoint
     from jaxmlp.run import run_sweep
 
+    saves = checkpoint_interval_s is not None
     return run_sweep(_batch_config(config, dataset, points), folder, progress=False, plots=False,
-                     callbacks=callbacks, repack=repack, name=f"batch {b}")
+                     callbacks=callbacks, repack=repack, name=f"batch {b}",
+                     checkpoint_dir=checkpoint.DEFAULT if saves else None,
+                     checkpoint_interval_s=checkpoint_interval_s if saves else 0.0)
 
 
 class _Pruning(Callback):

@@ -51,6 +51,10 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="pruned members leave the compiled batch: auto (default: when the training saved "
                         "outweighs compiling a smaller batch), always or never (kept in it, masked)")
     s.add_argument("--out", default="runs/search", help="run directory (default runs/search); the same --out resumes")
+    s.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="a batch saves its state after an epoch once this long has passed since its start or "
+                        "previous save (default 30; 0: every epoch): a killed search trains again up to this "
+                        "long, and ends with the same trials and values")
     s.add_argument("--no-plots", action="store_true", help="skip Optuna's figures at the end")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("the model and its training (one value each)")
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     res = optuna_search(config, space, args.trials, batch=args.batch, out=out, sampler=args.sampler,
                         pruner=args.pruner, seed=args.search_seed, metric=args.metric, progress=not args.quiet,
                         plots=not args.no_plots, repack=REPACK[args.repack],
-                        callbacks=getattr(args, "callbacks", ()))
+                        callbacks=getattr(args, "callbacks", ()), checkpoint_interval_s=args.checkpoint_interval)
     states = [t["state"] for t in res.trials]
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL") if s in states)
     if res.best_trial is None:
