@@ -4,7 +4,8 @@ The anchor, measured on this project's 2-core machine: 64 trials x 3 epochs of 7
 Fashion-MNIST images over (lr log 1e-4..1e-1, dropout 0..0.6, L2 log 1e-6..1e-2): 72 s without pruning,
 68-69 s with Optuna's SuccessiveHalving pruner; best validation accuracy 0.840-0.847. The bar for jaxmlp's
 search of the same space and budget: at least 10x faster (<= 7.2 s in all) and a best validation accuracy
-at least as high (mean over the searches of 3 seeds).
+at least as high (mean over the searches of 3 seeds). ``benchmarks/optuna_anchor.py`` rebuilds the anchor
+with these training settings and measures its per-seed values.
 
 Each search runs in a fresh process, as ``jaxmlp search`` would, with an empty compilation cache of its
 own: its wall time ("cold") counts everything from the call on: compiling, loading the data, training,
