@@ -151,10 +151,13 @@ def gallery(runs: Path, readme: str = "") -> str:
 
 
 def benchmarks(results: Path) -> str:
-    """A table of every benchmarks/results/*.json."""
+    """A table of every sweep-speed result in benchmarks/results/*.json (benchmarks/sweep_speed.py's; the
+    search benchmarks' results sit beside them and are quoted in the README's bars instead)."""
     rows = []
     for path in sorted(results.glob("*.json")):
         b = json.loads(path.read_text())
+        if "models" not in b:
+            continue
         for model, r in b["models"].items():
             windows = r.get("matmul_windows_flops")
             sustained = f"{statistics.median(windows) / 1e9:.0f}" if windows else "–"
