@@ -35,40 +35,45 @@ def _read_bytes(path: Path) -> bytes:
         raise UsageError(f"{path} is a corrupt or truncated gzip file ({e}); delete it and fetch it again") from None
 
 
+def _header(path: Path, data: bytes) -> tuple[np.dtype, int]:
+    """The element type and dimension count the first bytes of an IDX file declare, validated."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+        raise UsageError(f"{path} is not an IDX file (bad magic number {data[:4].hex() or 'empty'}); "
+                         "use the original MNIST-format files")
+    if data[3] == 0:
+        raise UsageError(f"{path} is not an IDX file (its header declares 0 dimensions); "
+                         "use the original MNIST-format files")
+    return _DTYPES[data[2]], data[3]
+
+
+def _shape(path: Path, data: bytes, ndim: int) -> tuple[int, ...]:
+    if len(data) < 4 + 4 * ndim:
+        raise UsageError(f"{path} is truncated inside its header; fetch it again")
+    return tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+
+
 def read_idx_header(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
     """The element type and shape an IDX file (raw or gzip-compressed) declares, reading only its header."""
     path = Path(path)
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
-        magic = f.read(4)
-        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES or magic[3] == 0:
-            raise UsageError(f"{path} is not an IDX file (bad magic number {magic.hex() or 'empty'}); "
-                             "use the original MNIST-format files")
-        dims = f.read(4 * magic[3])
-    if len(dims) < 4 * magic[3]:
-        raise UsageError(f"{path} is truncated inside its header; fetch it again")
-    return _DTYPES[magic[2]], tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(magic[3]))
+        head = f.read(4)
+        dtype, ndim = _header(path, head)
+        head += f.read(4 * ndim)
+    return dtype, _shape(path, head, ndim)
 
 
 def read_idx(path: str | os.PathLike, expect_ndim: int | None = None) -> np.ndarray:
     """Read one IDX file (raw or gzip-compressed) into a numpy array, validating its header and size."""
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise UsageError(f"{path} is not an IDX file (bad magic number {data[:4].hex() or 'empty'}); "
-                         "use the original MNIST-format files")
-    dtype, ndim = _DTYPES[data[2]], data[3]
-    if ndim == 0:
-        raise UsageError(f"{path} is not an IDX file (its header declares 0 dimensions); "
-                         "use the original MNIST-format files")
+    dtype, ndim = _header(path, data)
     if expect_ndim is not None and ndim != expect_ndim:
         raise UsageError(f"{path} has {ndim} dimensions where {expect_ndim} were expected; "
                          "is it the images file in place of the labels file (or the reverse)?")
+    shape = _shape(path, data, ndim)
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UsageError(f"{path} is truncated inside its header; fetch it again")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = header + math.prod(shape) * dtype.itemsize  # Python ints: a corrupt header cannot overflow
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"

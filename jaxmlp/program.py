@@ -191,7 +191,7 @@ def _grid_map(fn: Callable, member_args: int, shared_args: int, block: int, spli
         # A map of one element is left out (and lax.map of one block): each level is traced over every
         # operation of the member's program (measured: ~0.1 s less tracing per level left out).
         walk = (jax.vmap(one) if block >= h // split else
-                lambda part: jax.lax.map(one, part, batch_size=min(block, h // split)))
+                lambda part: jax.lax.map(one, part, batch_size=block))
         parts = jax.tree.map(lambda a: a.reshape(split, h // split, *a.shape[1:]), per_member)
         out = jax.vmap(walk)(parts) if split > 1 else _unit_axis(walk, parts)
         return jax.tree.map(lambda a: a.reshape(h, *a.shape[2:]), out)

@@ -55,16 +55,20 @@ def read_idx_files(name: str, paths: dict[str, os.PathLike], source: str) -> Dat
     for split, (images_stem, labels_stem) in FILES.items():
         images = read_idx(paths[images_stem], expect_ndim=3)
         labels = read_idx(paths[labels_stem], expect_ndim=1).astype(np.int32)
-        if images.shape[0] != labels.shape[0]:
-            raise UsageError(f"{source}: {split} has {images.shape[0]} images but {labels.shape[0]} labels; "
-                             "the files do not belong together")
-        if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-            raise UsageError(f"{source}: {split} images are {images.dtype} {images.shape[1:]}, "
-                             "expected uint8 28x28")
-        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise UsageError(f"{source}: {split} labels must lie in 0..{NUM_CLASSES - 1}")
+        _check_split(source, split, images.dtype, images.shape, labels)
         arrays[split] = (images, labels)
     return Dataset(name, *arrays["train"], *arrays["test"], source=source, num_classes=NUM_CLASSES)
+
+
+def _check_split(source: str, split: str, dtype: np.dtype, shape: tuple[int, ...], labels: np.ndarray) -> None:
+    """Refuse one split whose images (their type and shape) and labels do not make a dataset of the family."""
+    if shape[0] != labels.shape[0]:
+        raise UsageError(f"{source}: {split} has {shape[0]} images but {labels.shape[0]} labels; "
+                         "the files do not belong together")
+    if dtype != np.uint8 or shape[1:] != (28, 28):
+        raise UsageError(f"{source}: {split} images are {dtype} {shape[1:]}, expected uint8 28x28")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise UsageError(f"{source}: {split} labels must lie in 0..{NUM_CLASSES - 1}")
 
 
 def read_idx_folder(folder: Path, name: str) -> Dataset:
@@ -96,15 +100,14 @@ def _local_folder(name: str, data_dir: str | os.PathLike | None, tried: list[str
         return folder
     tried.append("--data-dir / JAXMLP_DATA_DIR (not set)")
     system = SYSTEM_DIRS.get(name)
-    found = None if system is None else _idx_folder(system, name)
     if system is None:
         tried.append(f"system copy (Debian packages only Fashion-MNIST, not {name})")
-    elif found is not None:
-        return found
-    else:
+        return None
+    found = _idx_folder(system, name)
+    if found is None:
         tried.append(f"Debian's dataset-fashion-mnist at {system} (not installed: apt-get install "
                      "dataset-fashion-mnist)")
-    return None
+    return found
 
 
 def stand_in(name: str, data_dir: str | os.PathLike | None) -> Dataset | None:
@@ -119,8 +122,7 @@ def stand_in(name: str, data_dir: str | os.PathLike | None) -> Dataset | None:
         for split, (images_stem, labels_stem) in FILES.items():
             labels = read_idx(_find_file(folder, labels_stem), expect_ndim=1).astype(np.int32)
             dtype, shape = read_idx_header(_find_file(folder, images_stem))
-            if dtype != np.uint8 or shape[1:] != (28, 28) or shape[0] != labels.shape[0]:
-                return None
+            _check_split(str(folder), split, dtype, shape, labels)
             arrays[split] = (np.zeros(shape, np.uint8), labels)
     except (UsageError, OSError, EOFError):
         return None
